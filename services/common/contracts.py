@@ -1,0 +1,490 @@
+"""Every message that crosses the bus, in one place.
+
+Each contract is a typed model with a ``schema`` version field. Encoding and decoding
+go through :func:`encode` and :func:`decode` only (orjson underneath), so no service
+builds a payload dict by hand and every malformed message becomes a typed
+:class:`ContractError` instead of a crash.
+
+Subjects and stream names are built by :class:`Subjects` from a configurable prefix
+(default ``tfw``) so that several deployments can share one NATS cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+
+
+class ContractError(Exception):
+    """A payload that is not a valid contract message.
+
+    ``code`` is stable and safe to send to a remote caller; ``detail`` is a short,
+    safe description (never the payload itself, which may carry tokens).
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class Contract(BaseModel):
+    """Base of every bus message: strict about unknown versions, lenient about extras."""
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+        extra="ignore",
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+    )
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+
+    def to_bytes(self) -> bytes:
+        return encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        return decode(cls, data)
+
+
+# --- vocabulary ---------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    """What a request does, in the product's vocabulary (2021 event codes on import)."""
+
+    MESSAGE_SEND = "message.send"
+    MESSAGE_EDIT = "message.edit"
+    MESSAGE_DELETE = "message.delete"
+    MESSAGE_UNDELETE = "message.undelete"
+    REACTION_ADD = "reaction.add"
+    REACTION_REMOVE = "reaction.remove"
+    TYPING = "typing"
+    CONTROL = "control"
+    RECEIPT_READ = "receipt.read"
+    CHAT_CREATE = "chat.create"
+    MEMBER_ADD = "member.add"
+    MEMBER_REMOVE = "member.remove"
+    CHAT_RENAME = "chat.rename"
+    USER_SEARCH_EXTERNAL = "user.search_external"
+    OTHER = "other"
+
+
+class ConversationType(StrEnum):
+    DIRECT = "direct"
+    GROUP = "group"
+    CHANNEL = "channel"
+    PRIVATE_CHANNEL = "private_channel"
+    MEETING = "meeting"
+    SELF = "self"
+    UNKNOWN = "unknown"
+
+
+class Location(StrEnum):
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+    UNKNOWN = "unknown"
+
+
+class ParticipantKind(StrEnum):
+    """The kind of identity behind an MRI."""
+
+    USER = "user"  # 8:orgid: member
+    GUEST = "guest"  # 8:orgid: guest account
+    CONSUMER = "consumer"  # 8:live: and other consumer 8: identities
+    ANONYMOUS = "anonymous"  # 8:teamsvisitor:
+    BOT = "bot"  # 28:
+    SYSTEM = "system"  # 48:
+    SKYPE_FOR_BUSINESS = "sfb"  # 2:
+    PHONE = "phone"  # 4:
+    UNKNOWN = "unknown"
+
+
+class ContextSource(StrEnum):
+    """Where the conversation context of an event came from."""
+
+    CACHE = "cache"
+    LOOKUP = "lookup"
+    OBSERVED = "observed"
+    NOT_NEEDED = "not_needed"
+    UNRESOLVED = "unresolved"
+
+
+class CredentialStatus(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    UNREADABLE = "unreadable"
+
+
+class RuleMode(StrEnum):
+    ENFORCE = "enforce"
+    MONITOR = "monitor"
+
+
+class Decision(StrEnum):
+    ALLOW = "allow"
+    BLOCK = "block"
+
+
+# --- interceptor -> resolver ---------------------------------------------------------
+
+
+class InterceptedRequest(Contract):
+    """A controlled request as the interceptor saw it, asked on ``<prefix>.v1.intercepted``.
+
+    ``headers`` holds only the headers that matter (credentials included), with
+    lower-case names. ``body`` is at most the configured cap; ``body_truncated`` says
+    when it was cut and ``body_size`` gives the full length.
+    """
+
+    id: str
+    time: float
+    interceptor: str
+    client_ip: str = ""
+    method: str
+    scheme: str = "https"
+    host: str
+    port: int = 443
+    path: str
+    http_version: str = "HTTP/1.1"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: bytes = b""
+    body_size: int = 0
+    body_truncated: bool = False
+
+
+# --- resolver -> decider --------------------------------------------------------------
+
+
+class Actor(BaseModel):
+    """Who acts, from the credential's claims and the user cache."""
+
+    mri: str | None = None
+    oid: str | None = None
+    tenant_id: str | None = None
+    email: str | None = None
+    upn: str | None = None
+    display_name: str | None = None
+    user_type: str | None = None
+    region: str | None = None
+
+
+class Credential(BaseModel):
+    """What the request's credentials said, without the tokens themselves."""
+
+    status: CredentialStatus
+    kinds: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    expires_at: float | None = None
+
+
+class Participant(BaseModel):
+    mri: str
+    kind: ParticipantKind = ParticipantKind.UNKNOWN
+    email: str | None = None
+    upn: str | None = None
+    tenant_id: str | None = None
+    display_name: str | None = None
+    user_type: str | None = None
+    external: bool = False  # outside every internal tenant
+
+
+class Conversation(BaseModel):
+    id: str
+    type: ConversationType = ConversationType.UNKNOWN
+    topic: str | None = None
+    team_id: str | None = None
+    reply_to: str | None = None  # root message id of a channel reply thread
+    tenant_id: str | None = None
+
+
+class FileRef(BaseModel):
+    name: str
+    extension: str = ""
+
+
+class BodyFeatures(BaseModel):
+    message_type: str | None = None
+    text: str | None = None
+    files: list[FileRef] = Field(default_factory=list)
+    mentions: list[str] = Field(default_factory=list)
+    importance: str | None = None
+    is_reply: bool = False
+    parse_error: str | None = None
+
+    @property
+    def has_files(self) -> bool:
+        return bool(self.files)
+
+
+class Provenance(BaseModel):
+    """How fresh and how trustworthy the context is."""
+
+    source: ContextSource
+    age_s: float | None = None
+    reason: str | None = None  # why it is unresolved, when it is
+
+
+class EnrichedEvent(Contract):
+    """The request understood: published on ``<prefix>.v1.enriched`` with the original
+    reply subject kept, so the decider answers the interceptor directly. Never carries
+    a token."""
+
+    id: str
+    time: float
+    interceptor: str
+    client_ip: str = ""
+    method: str
+    host: str
+    path: str
+    front_door: str = "unknown"
+    action: Action
+    conversation: Conversation | None = None
+    message_id: str | None = None
+    actor: Actor = Field(default_factory=Actor)
+    credential: Credential
+    location: Location = Location.UNKNOWN
+    federated: bool | None = None
+    participants: list[Participant] = Field(default_factory=list)
+    bots: list[str] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list)  # MRIs added/removed/invited
+    body: BodyFeatures = Field(default_factory=BodyFeatures)
+    body_size: int = 0
+    body_truncated: bool = False
+    context: Provenance = Field(default_factory=lambda: Provenance(source=ContextSource.NOT_NEEDED))
+    resolve_ms: float = 0.0
+
+
+# --- decider -> interceptor -----------------------------------------------------------
+
+
+class MatchedRule(BaseModel):
+    name: str
+    mode: RuleMode = RuleMode.ENFORCE
+    actions: list[str] = Field(default_factory=list)  # block, log, add_header, allow
+    message: str | None = None
+
+
+class Verdict(Contract):
+    """The answer to one intercepted request."""
+
+    decision_id: str
+    decision: Decision
+    status: int = 200
+    body: bytes = b""  # the block response body (Teams-shaped JSON)
+    headers: dict[str, str] = Field(default_factory=dict)  # to add upstream when allowed
+    rules: list[MatchedRule] = Field(default_factory=list)
+    ruleset_version: str = ""
+    reason: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is Decision.ALLOW
+
+
+# --- interceptor -> resolver (passive learning) ---------------------------------------
+
+
+class Observation(Contract):
+    """Something the interceptor saw on the wire that teaches the resolver.
+
+    ``kind`` is ``token`` (a credential seen on a request) or ``lookup`` (a response
+    the client itself received: authz, thread, members, consumption horizons,
+    profiles). Carries tokens: only the resolver may subscribe to it.
+    """
+
+    id: str
+    time: float
+    interceptor: str
+    kind: Literal["token", "lookup"]
+    method: str = "GET"
+    host: str = ""
+    path: str = ""
+    request_headers: dict[str, str] = Field(default_factory=dict)
+    status: int | None = None
+    response_body: bytes = b""
+    response_truncated: bool = False
+
+
+# --- decider -> JetStream -> audit / SIEM --------------------------------------------
+
+
+class RecordTimings(BaseModel):
+    resolve_ms: float = 0.0
+    decide_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class DecisionRecord(Contract):
+    """One decision, as archived and shipped to SIEMs. Stable once released: add
+    fields, never rename or remove them without a new schema version.
+
+    ``prev_hash`` and ``hash`` are filled in by the audit service when it chains the
+    record into the archive.
+    """
+
+    decision_id: str
+    time: float
+    ruleset_version: str = ""
+    interceptor: str = ""
+    client_ip: str = ""
+    front_door: str = "unknown"
+    method: str = ""
+    host: str = ""
+    path: str = ""
+    action: Action
+    conversation: Conversation | None = None
+    message_id: str | None = None
+    actor: Actor = Field(default_factory=Actor)
+    credential_status: CredentialStatus = CredentialStatus.OK
+    location: Location = Location.UNKNOWN
+    federated: bool | None = None
+    participant_count: int = 0
+    participants: list[Participant] = Field(default_factory=list)
+    participants_truncated: bool = False
+    external_participants: list[Participant] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list)
+    has_files: bool = False
+    file_names: list[str] = Field(default_factory=list)
+    message_type: str | None = None
+    text: str | None = None  # only when configured
+    context: Provenance = Field(default_factory=lambda: Provenance(source=ContextSource.NOT_NEEDED))
+    rules: list[MatchedRule] = Field(default_factory=list)
+    decision: Decision
+    would_block: bool = False  # a monitor-mode rule would have blocked
+    status: int = 200
+    headers_added: dict[str, str] = Field(default_factory=dict)
+    reason: str | None = None
+    timings: RecordTimings = Field(default_factory=RecordTimings)
+    prev_hash: str | None = None
+    hash: str | None = None
+
+
+# --- rules distribution (NATS KV) -----------------------------------------------------
+
+
+class RuleSetDocument(Contract):
+    """The active rule set as stored under KV ``<prefix>_rules``/``active``.
+
+    ``source`` is the validated YAML text; ``version`` a hash of it that every verdict
+    and record carries. ``internal_tenants`` is repeated here so the resolver can
+    compute locations without understanding rules.
+    """
+
+    version: str
+    source: str
+    internal_tenants: list[str] = Field(default_factory=list)
+    pushed_at: float = 0.0
+    pushed_by: str = ""
+
+
+# --- errors as data ---------------------------------------------------------------------
+
+ERROR_CODE_HEADER = "Tfw-Error-Code"
+ERROR_TEXT_HEADER = "Tfw-Error"
+
+
+def error_headers(code: str, detail: str) -> dict[str, str]:
+    """NATS headers carrying a typed error (code + safe text) back to a requester."""
+    return {ERROR_CODE_HEADER: code, ERROR_TEXT_HEADER: detail[:200]}
+
+
+def block_body(decision_id: str, reason: str, status: int) -> bytes:
+    """The body of a block response, shaped like Teams' own errors and naming the
+    reason and the decision id, so the user and the help desk can find the record."""
+    return orjson.dumps(
+        {
+            "errorCode": status,
+            "message": f"Blocked by TeamsFirewall: {reason}",
+            "subCode": "TeamsFirewallBlocked",
+            "decisionId": decision_id,
+        }
+    )
+
+
+# --- the one JSON boundary ---------------------------------------------------------------
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise a contract to JSON bytes."""
+    return orjson.dumps(message.model_dump(mode="json", by_alias=True))
+
+
+def decode[T: Contract](model: type[T], data: bytes) -> T:
+    """Parse JSON bytes into ``model``; any problem is a :class:`ContractError`."""
+    try:
+        raw: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError("bad_json", f"not JSON at byte {exc.pos}") from None
+    if not isinstance(raw, dict):
+        raise ContractError("bad_shape", f"expected an object, got {type(raw).__name__}")
+    version = raw.get("schema", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ContractError(
+            "bad_schema", f"{model.__name__} schema {version!r} is not {SCHEMA_VERSION}"
+        )
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise ContractError("bad_field", f"{model.__name__}.{where}: {first['msg']}") from None
+
+
+# --- subjects and names -------------------------------------------------------------------
+
+
+class Subjects:
+    """Subject, stream, consumer and bucket names for one deployment prefix."""
+
+    def __init__(self, prefix: str = "tfw") -> None:
+        self.prefix = prefix
+        self.intercepted = f"{prefix}.v1.intercepted"
+        self.enriched = f"{prefix}.v1.enriched"
+        self.observed = f"{prefix}.v1.observed"
+        self.decisions = f"{prefix}.v1.decisions"
+        self.decisions_all = f"{prefix}.v1.decisions.>"
+        upper = prefix.upper().replace(".", "_").replace("-", "_")
+        self.decision_stream = f"{upper}_DECISIONS"
+        self.rules_bucket = f"{prefix.replace('.', '_')}_rules"
+        self.rules_key = "active"
+
+    def decision(self, decision: Decision) -> str:
+        return f"{self.decisions}.{decision.value}"
+
+
+QUEUE_RESOLVER = "resolver"
+QUEUE_DECIDER = "decider"
+
+# --- decision ids ---------------------------------------------------------------------
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_decision_id(now: float | None = None) -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32.
+
+    Lexicographic order is time order, so ids sort and paginate naturally.
+    """
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis << 80) | int.from_bytes(secrets.token_bytes(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def instance_name(service: str) -> str:
+    """A name for this process in records and logs: service@host:pid."""
+    host = os.environ.get("HOSTNAME") or os.uname().nodename
+    return f"{service}@{host}:{os.getpid()}"

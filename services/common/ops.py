@@ -1,0 +1,166 @@
+"""Operational plumbing shared by the services: logging, named tasks, and the small
+HTTP endpoint that serves ``/healthz``, ``/readyz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    """Start a named background task and keep a reference until it ends.
+
+    A task that dies with an exception is logged with its name, never lost silently.
+    """
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    _tasks.add(task)
+    task.add_done_callback(_task_done)
+    return task
+
+
+def _task_done(task: asyncio.Task[Any]) -> None:
+    _tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("decision_id", "subject", "service"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", service: str = "") -> None:
+    """Configure the root logger once, from ``main``: JSON when not on a terminal."""
+    handler = logging.StreamHandler(sys.stderr)
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    if use_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        prefix = f"{service} " if service else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("nats", "pymongo", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+Check = Callable[[], bool]
+
+
+class HealthServer:
+    """A deliberately small HTTP/1.1 server for probes and Prometheus scrapes.
+
+    ``/healthz`` answers 200 while the process runs; ``/readyz`` answers 200 only when
+    every readiness check passes (503 with the failing names otherwise); ``/metrics``
+    renders the Prometheus registry.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry = REGISTRY,
+        read_timeout_s: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.registry = registry
+        self.read_timeout_s = read_timeout_s
+        self.checks: dict[str, Check] = {}
+        self.started = time.monotonic()
+        self._server: asyncio.Server | None = None
+
+    def add_check(self, name: str, check: Check) -> None:
+        self.checks[name] = check
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("health endpoint on http://%s:%d", self.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def failing(self) -> list[str]:
+        failed = []
+        for name, check in self.checks.items():
+            try:
+                if not check():
+                    failed.append(name)
+            except Exception:
+                log.exception("readiness check %s raised", name)
+                failed.append(name)
+        return failed
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), self.read_timeout_s)
+            while (
+                header := await asyncio.wait_for(reader.readline(), self.read_timeout_s)
+            ) not in (
+                b"\r\n",
+                b"\n",
+                b"",
+            ):
+                if len(header) > 8192:
+                    break
+            parts = line.decode("latin-1").split()
+            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
+            status, ctype, body = self._route(path)
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _route(self, path: str) -> tuple[str, str, bytes]:
+        if path == "/healthz":
+            uptime = round(time.monotonic() - self.started, 1)
+            return "200 OK", "application/json", orjson.dumps({"status": "ok", "uptime_s": uptime})
+        if path == "/readyz":
+            failed = self.failing()
+            if failed:
+                return (
+                    "503 Service Unavailable",
+                    "application/json",
+                    orjson.dumps({"status": "not ready", "failing": failed}),
+                )
+            return "200 OK", "application/json", orjson.dumps({"status": "ready"})
+        if path == "/metrics":
+            return "200 OK", "text/plain; version=0.0.4", generate_latest(self.registry)
+        return "404 Not Found", "text/plain", b"not found\n"

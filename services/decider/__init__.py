@@ -1,0 +1,1 @@
+"""The decider service: pure rule evaluation, verdicts by request-reply."""

@@ -1,0 +1,155 @@
+"""The decider: ``<prefix>.v1.enriched`` in, a verdict to the interceptor's inbox out.
+
+Each decision is published to JetStream (``Nats-Msg-Id`` = decision id) and its ack
+awaited before the verdict is sent: a decision that could not be recorded is not
+enforced as an allow, it gets the fail mode (block) and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from prometheus_client import Counter, Gauge
+
+from services.common.bus import BusService, decision_stream_config, watch_key
+from services.common.contracts import (
+    QUEUE_DECIDER,
+    ContractError,
+    Decision,
+    EnrichedEvent,
+    RuleSetDocument,
+    block_body,
+    decode,
+    encode,
+    error_headers,
+)
+from services.common.ops import spawn
+from services.decider.decide import decide
+from services.decider.rules import RuleSet, compile_rules
+from services.decider.settings import DeciderSettings
+
+log = logging.getLogger(__name__)
+
+DECISIONS = Counter("tfw_decider_decisions_total", "Decisions made", ["decision"])
+ERRORS = Counter("tfw_decider_errors_total", "Events answered with an error", ["code"])
+RECORD_FAILURES = Counter(
+    "tfw_decider_record_failures_total", "Decisions JetStream did not acknowledge"
+)
+RULES_LOADED = Gauge("tfw_decider_rules", "Rules in the active rule set")
+
+
+class Decider(BusService):
+    name = "decider"
+
+    def __init__(self, settings: DeciderSettings) -> None:
+        super().__init__(settings)
+        self.settings: DeciderSettings = settings
+        self.rules: RuleSet | None = None
+        self.js: JetStreamContext | None = None
+        self._limit = asyncio.Semaphore(settings.max_in_flight)
+        self.health.add_check("rules", lambda: self.rules is not None)
+
+    async def setup(self) -> None:
+        assert self.nc is not None
+        self.js = self.nc.jetstream()
+        await self.ensure_stream()
+        if self.settings.rules_file:
+            source = await asyncio.to_thread(Path(self.settings.rules_file).read_text, "utf-8")
+            self.use(compile_rules(source))
+        ready = asyncio.Event()
+        spawn(
+            watch_key(
+                self.nc, self.subjects.rules_bucket, self.subjects.rules_key, self.on_rules, ready
+            ),
+            "decider-rules-watch",
+        )
+        try:
+            await asyncio.wait_for(ready.wait(), 5.0)
+        except TimeoutError:
+            log.warning("rule bucket not read within 5 s; using the local rule file only")
+        await self.nc.subscribe(self.subjects.enriched, queue=QUEUE_DECIDER, cb=self.on_enriched)
+
+    async def ensure_stream(self) -> None:
+        assert self.js is not None
+        config = decision_stream_config(
+            self.subjects,
+            self.settings.stream_max_age_s,
+            self.settings.stream_max_bytes,
+            self.settings.stream_replicas,
+        )
+        try:
+            await self.js.stream_info(config.name or "")
+        except nats.js.errors.NotFoundError:
+            await self.js.add_stream(config)
+            log.info("created stream %s", config.name)
+
+    def use(self, rules: RuleSet) -> None:
+        self.rules = rules
+        RULES_LOADED.set(len(rules.rules))
+        log.info("rule set %s active (%d rules)", rules.version, len(rules.rules))
+
+    def on_rules(self, value: bytes) -> None:
+        document = decode(RuleSetDocument, value)
+        self.use(compile_rules(document.source))
+
+    async def on_enriched(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        async with self._limit:
+            await self.handle(msg)
+
+    async def handle(self, msg: Msg) -> None:
+        assert self.nc is not None and self.js is not None
+        try:
+            event = decode(EnrichedEvent, msg.data)
+        except ContractError as exc:
+            ERRORS.labels(exc.code).inc()
+            log.warning("bad enriched event: %s", exc)
+            await self.nc.publish(msg.reply, b"", headers=error_headers(exc.code, exc.detail))
+            return
+        rules = self.rules
+        if rules is None:
+            ERRORS.labels("no_rules").inc()
+            await self.nc.publish(
+                msg.reply, b"", headers=error_headers("no_rules", "no rule set loaded")
+            )
+            return
+        try:
+            verdict, record = decide(event, rules, self.settings.block_status)
+        except Exception:
+            ERRORS.labels("internal").inc()
+            log.exception("decision failed", extra={"decision_id": event.id})
+            await self.nc.publish(
+                msg.reply, b"", headers=error_headers("internal", "decider failed")
+            )
+            return
+        try:
+            await self.js.publish(
+                self.subjects.decision(record.decision),
+                encode(record),
+                timeout=self.settings.publish_timeout_s,
+                stream=self.subjects.decision_stream,
+                headers={"Nats-Msg-Id": record.decision_id},
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            RECORD_FAILURES.inc()
+            log.error(
+                "decision %s not recorded (%s): failing closed",
+                event.id,
+                type(exc).__name__,
+                extra={"decision_id": event.id},
+            )
+            reason = "the decision could not be recorded: fail closed"
+            verdict.decision = Decision.BLOCK
+            verdict.status = self.settings.block_status
+            verdict.reason = reason
+            verdict.headers = {}
+            verdict.body = block_body(event.id, reason, self.settings.block_status)
+        DECISIONS.labels(verdict.decision.value).inc()
+        await self.nc.publish(msg.reply, encode(verdict))

@@ -1,0 +1,1 @@
+"""The interceptor: a thin mitmproxy addon that asks for verdicts and applies them."""

@@ -1,0 +1,5 @@
+import sys
+
+from services.interceptor.proxy import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""The interceptor process: a lean mitmproxy master with only the addons it needs.
+
+Stock ``mitmdump`` loads about 35 addons and spends roughly half its CPU in them; the
+firewall needs the proxy server, protocol detection, TLS, proxy authentication (which
+also guards against open-proxy use), ``map_remote`` for demos, and its own addon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from mitmproxy import options
+from mitmproxy.addons import (
+    core,
+    errorcheck,
+    mapremote,
+    next_layer,
+    proxyauth,
+    proxyserver,
+    tlsconfig,
+)
+from mitmproxy.master import Master
+
+from services.common.bus import connect
+from services.common.contracts import instance_name
+from services.common.ops import HealthServer, configure_logging
+from services.common.settings import SettingsError
+from services.interceptor.addon import Interceptor
+from services.interceptor.settings import InterceptorSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
+    opts = options.Options(
+        listen_host=settings.listen_host,
+        listen_port=settings.listen_port,
+        confdir=settings.confdir,
+    )
+    master = Master(opts, with_termlog=False)
+    master.addons.add(
+        core.Core(),
+        proxyauth.ProxyAuth(),
+        proxyserver.Proxyserver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        errorcheck.ErrorCheck(),
+        # Decide before map_remote rewrites the destination (demos and tests send
+        # Teams hosts to a simulator): the decision is about the real Teams host.
+        addon,
+        mapremote.MapRemote(),
+    )
+    updates: dict[str, object] = {
+        "ssl_insecure": settings.ssl_insecure,
+        "map_remote": settings.map_remote,
+        "connection_strategy": "lazy",
+    }
+    if settings.proxyauth:
+        updates["proxyauth"] = settings.proxyauth
+    opts.update(**updates)
+    return master
+
+
+async def serve(settings: InterceptorSettings) -> None:
+    os.makedirs(settings.confdir, mode=0o700, exist_ok=True)
+    instance = instance_name("interceptor")
+    addon = Interceptor(settings, instance)
+    master = build_master(settings, addon)
+    health = HealthServer(settings.http_host, settings.http_port)
+    health.add_check("nats", lambda: addon.nc is not None and addon.nc.is_connected)
+    await health.start()
+    addon.nc = await connect(settings, instance)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, master.shutdown)
+    log.info("proxy listening on %s:%d", settings.listen_host, settings.listen_port)
+    try:
+        await master.run()
+    finally:
+        log.info("interceptor draining")
+        try:
+            await asyncio.wait_for(addon.nc.drain(), settings.drain_timeout_s)
+        except Exception as exc:
+            log.warning("drain did not finish cleanly: %s", exc)
+        await health.stop()
+        log.info("interceptor stopped")
+
+
+def main() -> int:
+    try:
+        settings = InterceptorSettings.load()
+    except SettingsError as exc:
+        print(f"interceptor: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, "interceptor")
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        log.error("interceptor cannot start: %s", exc)
+        return 1
+    return 0

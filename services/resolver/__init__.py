@@ -1,0 +1,1 @@
+"""The resolver service: Teams knowledge and conversation context."""

@@ -1,0 +1,201 @@
+"""Reading the actor from a request's credentials.
+
+Teams sends a skypetoken (``Authentication: skypetoken=…`` or ``X-Skypetoken: …``), an
+AAD bearer token (``Authorization: Bearer …``), or both. Both are JWTs; we read their
+claims without verifying signatures (Teams verifies them; we only need to know who
+the client claims to be, and a forged token gains nothing that Teams would accept).
+
+Decoding is strict: every way a token can be unreadable is a :class:`TokenProblem`
+with a clear reason, never an exception escaping to the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from services.common.contracts import Actor, Credential, CredentialStatus
+
+MAX_TOKEN_LENGTH = 16 * 1024
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+class TokenProblem(ValueError):
+    """A credential that cannot be read; ``reason`` is safe to log and record."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One credential found on a request: its kind, raw value and decoded claims."""
+
+    kind: str  # "skypetoken" or "bearer"
+    raw: str = field(repr=False)
+    claims: dict[str, Any]
+
+    @property
+    def expires_at(self) -> float | None:
+        exp = self.claims.get("exp")
+        return float(exp) if isinstance(exp, int | float) else None
+
+
+def decode_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT as a dict; raises :class:`TokenProblem` when it is not one."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenProblem(f"token longer than {MAX_TOKEN_LENGTH} characters")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenProblem("opaque token: not a JWT (expected three dot-separated parts)")
+    payload = parts[1]
+    if not payload or not _B64URL.match(payload):
+        raise TokenProblem("JWT payload is not base64url")
+    if len(payload) % 4 == 1:
+        raise TokenProblem("JWT payload has an impossible base64 length")
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenProblem("JWT payload is not base64url") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenProblem("JWT payload is not UTF-8") from None
+    try:
+        claims = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise TokenProblem("JWT payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise TokenProblem("JWT payload is not a JSON object")
+    return claims
+
+
+def extract_tokens(headers: dict[str, str]) -> tuple[list[Token], list[str]]:
+    """Every token on a request (lower-case header names) and the problems found.
+
+    A header that looks like a credential but cannot be read is reported as a
+    problem rather than ignored, so the caller can fail closed.
+    """
+    tokens: list[Token] = []
+    problems: list[str] = []
+
+    authentication = headers.get("authentication")
+    if authentication is not None:
+        value = authentication.strip()
+        if value.lower().startswith("skypetoken="):
+            _add(
+                tokens,
+                problems,
+                "skypetoken",
+                value[len("skypetoken=") :].strip(),
+                "Authentication",
+            )
+        else:
+            problems.append("Authentication header does not carry a skypetoken")
+
+    x_skypetoken = headers.get("x-skypetoken")
+    if x_skypetoken is not None:
+        _add(tokens, problems, "skypetoken", x_skypetoken.strip(), "X-Skypetoken")
+
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            _add(tokens, problems, "bearer", value.strip(), "Authorization")
+        elif scheme.lower() == "skype_token":
+            _add(tokens, problems, "skypetoken", value.strip(), "Authorization")
+        else:
+            problems.append(f"Authorization scheme {scheme[:20]!r} is not Bearer")
+    return tokens, problems
+
+
+def _add(tokens: list[Token], problems: list[str], kind: str, raw: str, header: str) -> None:
+    if not raw:
+        problems.append(f"{header} header is empty")
+        return
+    try:
+        tokens.append(Token(kind, raw, decode_claims(raw)))
+    except TokenProblem as exc:
+        problems.append(f"{header}: {exc.reason}")
+
+
+def _text(claims: dict[str, Any], key: str) -> str | None:
+    value = claims.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def actor_from_tokens(tokens: list[Token]) -> Actor:
+    """Merge what the tokens say about the user. Skypetoken gives ``skypeid``/``tid``;
+    bearer gives ``oid``/``tid``/``upn``."""
+    actor = Actor()
+    for token in tokens:
+        claims = token.claims
+        if token.kind == "skypetoken":
+            skypeid = _text(claims, "skypeid")
+            if skypeid:
+                actor.mri = actor.mri or f"8:{skypeid}"
+                if skypeid.startswith("orgid:"):
+                    actor.oid = actor.oid or skypeid[len("orgid:") :].lower()
+            actor.region = actor.region or _text(claims, "rgn")
+        else:
+            oid = _text(claims, "oid")
+            if oid:
+                actor.oid = actor.oid or oid.lower()
+                actor.mri = actor.mri or f"8:orgid:{oid.lower()}"
+            upn = _text(claims, "upn") or _text(claims, "unique_name")
+            if upn:
+                actor.upn = actor.upn or upn.lower()
+            email = _text(claims, "email")
+            if email:
+                actor.email = actor.email or email.lower()
+        tid = _text(claims, "tid")
+        if tid:
+            actor.tenant_id = actor.tenant_id or tid.lower()
+    return actor
+
+
+def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[Token]]:
+    """The actor and a token-free summary of the credentials on a request."""
+    tokens, problems = extract_tokens(headers)
+    kinds = sorted({token.kind for token in tokens})
+    if not tokens and not problems:
+        return Actor(), Credential(status=CredentialStatus.MISSING, reason="no credentials"), []
+    actor = actor_from_tokens(tokens)
+    if actor.mri is None or actor.tenant_id is None:
+        reason = "; ".join(problems) if problems else "token claims name no user or no tenant"
+        return (
+            actor,
+            Credential(status=CredentialStatus.UNREADABLE, kinds=kinds, reason=reason),
+            tokens,
+        )
+    oids = {
+        t.claims.get("oid") or str(t.claims.get("skypeid", "")).removeprefix("orgid:")
+        for t in tokens
+    }
+    if len({str(o).lower() for o in oids if o}) > 1:
+        return (
+            actor,
+            Credential(
+                status=CredentialStatus.UNREADABLE,
+                kinds=kinds,
+                reason="tokens name different users",
+            ),
+            tokens,
+        )
+    expiries = [t.expires_at for t in tokens if t.expires_at is not None]
+    return (
+        actor,
+        Credential(
+            status=CredentialStatus.OK,
+            kinds=kinds,
+            reason="; ".join(problems) or None,
+            expires_at=min(expiries) if expiries else None,
+        ),
+        tokens,
+    )

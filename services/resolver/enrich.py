@@ -1,0 +1,72 @@
+"""Turning an intercepted request into an enriched event (no Teams lookups here:
+context comes from :mod:`services.resolver.context`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from services.common.contracts import (
+    Actor,
+    ContextSource,
+    Conversation,
+    EnrichedEvent,
+    InterceptedRequest,
+    Location,
+    Participant,
+    Provenance,
+)
+from services.resolver.classify import ParsedRequest, classify
+from services.resolver.credentials import read_credentials
+
+
+def location_of(actor: Actor, internal_tenants: frozenset[str]) -> Location:
+    if actor.tenant_id is None:
+        return Location.UNKNOWN
+    return Location.INTERNAL if actor.tenant_id.lower() in internal_tenants else Location.EXTERNAL
+
+
+def federated_of(actor: Actor, participants: Iterable[Participant]) -> bool | None:
+    """True when any participant's tenant differs from the actor's (what Teams calls
+    External); None when a tenant is unknown on either side."""
+    if actor.tenant_id is None:
+        return None
+    unknown = False
+    for participant in participants:
+        if participant.tenant_id is None:
+            unknown = True
+        elif participant.tenant_id.lower() != actor.tenant_id.lower():
+            return True
+    return None if unknown else False
+
+
+def understand(request: InterceptedRequest) -> tuple[EnrichedEvent, ParsedRequest, list]:
+    """Classify the request and read its credentials; context is left unresolved."""
+    parsed = classify(request.method, request.host, request.path, request.body)
+    actor, credential, tokens = read_credentials(request.headers)
+    conversation = None
+    if parsed.conversation_id:
+        conversation = Conversation(id=parsed.conversation_id, reply_to=parsed.reply_to)
+    event = EnrichedEvent(
+        id=request.id,
+        time=request.time,
+        interceptor=request.interceptor,
+        client_ip=request.client_ip,
+        method=request.method.upper(),
+        host=request.host,
+        path=request.path.split("?", 1)[0][:2048],
+        front_door=parsed.front_door,
+        action=parsed.action,
+        conversation=conversation,
+        message_id=parsed.message_id,
+        actor=actor,
+        credential=credential,
+        targets=parsed.targets,
+        body=parsed.body.features,
+        body_size=request.body_size,
+        body_truncated=request.body_truncated,
+        context=Provenance(
+            source=ContextSource.NOT_NEEDED if conversation is None else ContextSource.UNRESOLVED,
+            reason=None if conversation is None else "no context lookups configured",
+        ),
+    )
+    return event, parsed, tokens

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pytest
+
+from services.common.contracts import (
+    Action,
+    ContractError,
+    Credential,
+    CredentialStatus,
+    Decision,
+    DecisionRecord,
+    EnrichedEvent,
+    InterceptedRequest,
+    Observation,
+    Subjects,
+    Verdict,
+    decode,
+    encode,
+    new_decision_id,
+)
+
+
+def _request() -> InterceptedRequest:
+    return InterceptedRequest(
+        id=new_decision_id(),
+        time=1.5,
+        interceptor="interceptor@test",
+        method="POST",
+        host="emea.ng.msg.teams.microsoft.com",
+        path="/v1/users/ME/conversations/19%3Ax%40thread.v2/messages",
+        headers={"authentication": "skypetoken=abc"},
+        body=b'{"content": "\xff not utf-8"}',
+        body_size=27,
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        _request(),
+        EnrichedEvent(
+            id="01",
+            time=1.0,
+            interceptor="i",
+            method="POST",
+            host="h",
+            path="/p",
+            action=Action.MESSAGE_SEND,
+            credential=Credential(status=CredentialStatus.OK, kinds=["bearer"]),
+        ),
+        Verdict(decision_id="01", decision=Decision.BLOCK, status=403, body=b'{"x":1}'),
+        Observation(id="01", time=1.0, interceptor="i", kind="lookup", response_body=b"\x00\x01"),
+        DecisionRecord(decision_id="01", time=1.0, action=Action.OTHER, decision=Decision.ALLOW),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_every_contract_survives_a_round_trip(message) -> None:
+    data = encode(message)
+    assert b'"schema":1' in data
+    assert decode(type(message), data) == message
+
+
+def test_binary_bodies_round_trip_exactly() -> None:
+    request = _request()
+    assert decode(InterceptedRequest, encode(request)).body == request.body
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"{not json", "bad_json"),
+        (b"[1, 2]", "bad_shape"),
+        (b'{"schema": 2, "id": "x"}', "bad_schema"),
+        (b'{"schema": 1, "id": "x"}', "bad_field"),
+        (b'{"schema": 1, "decision_id": "x", "decision": "maybe"}', "bad_field"),
+        (b"", "bad_json"),
+    ],
+)
+def test_bad_payloads_raise_a_typed_error_with_a_code(payload: bytes, code: str) -> None:
+    model = Verdict if b"decision" in payload else InterceptedRequest
+    with pytest.raises(ContractError) as caught:
+        decode(model, payload)
+    assert caught.value.code == code
+
+
+def test_a_contract_error_never_echoes_the_payload() -> None:
+    with pytest.raises(ContractError) as caught:
+        decode(InterceptedRequest, b'{"schema": 1, "id": "skypetoken=SECRET"}')
+    assert "SECRET" not in str(caught.value)
+
+
+def test_subjects_follow_the_prefix() -> None:
+    subjects = Subjects("acme")
+    assert subjects.intercepted == "acme.v1.intercepted"
+    assert subjects.decision(Decision.BLOCK) == "acme.v1.decisions.block"
+    assert subjects.decision_stream == "ACME_DECISIONS"
+    assert Subjects().decision_stream == "TFW_DECISIONS"
+    assert Subjects().rules_bucket == "tfw_rules"
+
+
+def test_decision_ids_sort_in_time_order() -> None:
+    early, late = new_decision_id(1000.0), new_decision_id(2000.0)
+    assert len(early) == 26
+    assert early < late
+    assert new_decision_id() != new_decision_id()

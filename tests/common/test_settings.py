@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.audit.settings import AuditSettings
+from services.common.settings import SettingsError
+from services.interceptor.settings import InterceptorSettings
+
+
+def test_environment_overrides_defaults() -> None:
+    settings = InterceptorSettings.load(env={"TFW_DECIDE_TIMEOUT_S": "0.5", "TFW_LISTEN_PORT": "9"})
+    assert settings.decide_timeout_s == 0.5
+    assert settings.listen_port == 9
+
+
+def test_a_bad_value_names_the_key_the_value_and_the_reason() -> None:
+    with pytest.raises(SettingsError) as caught:
+        InterceptorSettings.load(env={"TFW_DECIDE_TIMEOUT_S": "soon"})
+    message = str(caught.value)
+    assert "TFW_DECIDE_TIMEOUT_S" in message
+    assert "'soon'" in message
+    assert "number" in message
+
+
+def test_secrets_are_not_echoed_in_errors() -> None:
+    with pytest.raises(SettingsError) as caught:
+        AuditSettings.load(env={"TFW_MONGODB_URI": "", "TFW_BATCH_SIZE": "0"})
+    assert "TFW_BATCH_SIZE" in str(caught.value)
+
+
+def test_a_config_file_is_read_and_unknown_keys_refused(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("decide_timeout_s: 3\nfail_mode: allow\n")
+    settings = InterceptorSettings.load(env={"TFW_CONFIG": str(good)})
+    assert settings.fail_mode == "allow"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("decide_timout_s: 3\n")
+    with pytest.raises(SettingsError, match="decide_timout_s.*unknown setting"):
+        InterceptorSettings.load(env={"TFW_CONFIG": str(bad)})
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("fail_mode: allow\n")
+    settings = InterceptorSettings.load(env={"TFW_CONFIG": str(path), "TFW_FAIL_MODE": "block"})
+    assert settings.fail_mode == "block"
+
+
+def test_a_service_with_a_bad_setting_exits_2_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "services.decider"],
+        env={"TFW_BLOCK_STATUS": "200", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "decider: invalid configuration" in result.stderr
+    assert "TFW_BLOCK_STATUS='200'" in result.stderr

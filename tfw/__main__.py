@@ -1,0 +1,5 @@
+import sys
+
+from tfw.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""``tfw up``: the whole firewall on one machine, in one command, with one log stream.
+
+Starts nats-server (JetStream, data under ``.data/``) and SecantusDB unless
+``TFW_NATS_URL`` / ``TFW_MONGODB_URI`` point elsewhere, then the resolver, decider,
+audit and the proxy. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from tfw.stack import ROOT, Stack, StackError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("up", help="start NATS, the database, the services and the proxy")
+    add_stack_arguments(parser)
+    parser.set_defaults(handler=handle)
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=str(ROOT / ".data"), help="where servers keep data")
+    parser.add_argument("--proxy-port", type=int, default=8080, help="proxy listen port")
+    parser.add_argument("--rules", help="a rule file for the decider (YAML)")
+
+
+def start_stack(
+    args: argparse.Namespace, stack: Stack, extra_env: dict[str, str] | None = None
+) -> None:
+    """Start infrastructure (unless given) and the four services."""
+    if not os.environ.get("TFW_NATS_URL"):
+        stack.start_nats()
+    else:
+        stack.nats_url = os.environ["TFW_NATS_URL"]
+    if not os.environ.get("TFW_MONGODB_URI"):
+        stack.start_mongo()
+    else:
+        stack.mongodb_uri = os.environ["TFW_MONGODB_URI"]
+    env = dict(extra_env or {})
+    decider_env = dict(env)
+    if args.rules:
+        decider_env["TFW_RULES_FILE"] = str(Path(args.rules).resolve())
+    stack.start_service("resolver", env)
+    stack.start_service("decider", decider_env)
+    stack.start_service("audit", env)
+    stack.start_service("interceptor", {**env, "TFW_LISTEN_PORT": str(args.proxy_port)})
+
+
+def handle(args: argparse.Namespace) -> int:
+    stack = Stack(Path(args.data_dir))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        start_stack(args, stack)
+        print(
+            f"TeamsFirewall is up: proxy on 127.0.0.1:{args.proxy_port}, NATS {stack.nats_url}. "
+            "Ctrl-C stops everything.",
+            file=sys.stderr,
+        )
+        while not stopping.wait(0.5):
+            for process in stack.processes:
+                if process.popen.poll() is not None:
+                    print(f"{process.name} exited with {process.popen.returncode}", file=sys.stderr)
+                    stopping.set()
+    except StackError as exc:
+        print(f"tfw up: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
