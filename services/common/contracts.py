@@ -272,6 +272,9 @@ class MatchedRule(BaseModel):
     mode: RuleMode = RuleMode.ENFORCE
     actions: list[str] = Field(default_factory=list)  # block, log, add_header, allow
     message: str | None = None
+    # Facts that were unknown when the rule matched (context unresolved): the rule
+    # counted as matching because it blocks, or because it says so.
+    assumed: list[str] = Field(default_factory=list)
 
 
 class Verdict(Contract):
@@ -365,6 +368,8 @@ class DecisionRecord(Contract):
     headers_added: dict[str, str] = Field(default_factory=dict)
     reason: str | None = None
     timings: RecordTimings = Field(default_factory=RecordTimings)
+    chain: str | None = None  # the audit hash chain (partition) holding the record
+    chain_seq: int | None = None  # its position in that chain, from 1
     prev_hash: str | None = None
     hash: str | None = None
 
