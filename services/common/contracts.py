@@ -257,6 +257,8 @@ class EnrichedEvent(Contract):
     participants: list[Participant] = Field(default_factory=list)
     bots: list[str] = Field(default_factory=list)
     targets: list[str] = Field(default_factory=list)  # MRIs added/removed/invited
+    # Profiles of the targets where cheap (chat.create, member.add): who is being added.
+    target_participants: list[Participant] = Field(default_factory=list)
     body: BodyFeatures = Field(default_factory=BodyFeatures)
     body_size: int = 0
     body_truncated: bool = False
