@@ -1,20 +1,26 @@
-"""The interceptor addon: pack a controlled request, ask for a verdict, apply it.
+"""The interceptor addon: pick Teams traffic, ask for a verdict, apply it exactly.
 
-It does not understand Teams: it picks traffic by host and path, forwards what the
-resolver needs, and enforces the answer. Anything that goes wrong on the way (no
-responder, a timeout, NATS down, an unreadable verdict, an exception in this code)
-ends in the configured fail mode, logged with the decision id and counted.
+It does not understand Teams: it picks traffic by host family and path shape
+(:mod:`services.interceptor.scope`), forwards what the resolver needs, enforces the
+answer, and passes tokens and lookup responses on as observations. Anything that goes
+wrong on the way (no responder, a timeout, NATS down, an unreadable verdict, an
+exception in this code, even after the request was changed) ends in the fail mode of
+the request's action class, logged with the decision id and counted.
+
+mitmproxy's addon manager logs an exception raised by a hook and lets the flow go on,
+so every hook that enforces catches its own failures and denies.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+from typing import Any
 
 import nats.errors
-from mitmproxy import http
+from mitmproxy import ctx, exceptions, http, tls
 from nats.aio.client import Client as NATS
-from prometheus_client import Counter, Histogram
 
 from services.common.contracts import (
     ERROR_CODE_HEADER,
@@ -28,11 +34,30 @@ from services.common.contracts import (
     encode,
     new_decision_id,
 )
-from services.interceptor.scope import is_controlled
+from services.interceptor.metrics import (
+    CONNECTIONS,
+    FAILURES,
+    LATENCY,
+    REQUESTS,
+    TLS_CLIENT_FAILURES,
+    UNKNOWN_HOSTS,
+    VERDICTS,
+)
+from services.interceptor.observe import Observer, has_credentials
+from services.interceptor.scope import (
+    PASS,
+    Route,
+    action_class,
+    bare_host,
+    is_teams_host,
+    route,
+    should_decrypt,
+)
 from services.interceptor.settings import InterceptorSettings
 
 log = logging.getLogger(__name__)
 
+DECISION_HEADER = "X-TeamsFirewall-Decision"
 FORWARDED_HEADERS = frozenset(
     {
         "authentication",
@@ -43,20 +68,43 @@ FORWARDED_HEADERS = frozenset(
         "x-ms-client-type",
         "x-ms-client-caller",
         "content-type",
+        "content-encoding",
         "user-agent",
         "referer",
         "behavioroverride",
     }
 )
-
-REQUESTS = Counter("tfw_interceptor_requests_total", "Requests seen", ["scope"])
-VERDICTS = Counter("tfw_interceptor_verdicts_total", "Verdicts applied", ["decision"])
-FAILURES = Counter("tfw_interceptor_failures_total", "Fail-mode decisions", ["cause"])
-LATENCY = Histogram(
-    "tfw_interceptor_decision_seconds",
-    "Time from request to verdict",
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 2, 5),
+# A verdict may add headers, never rewrite routing, framing or credentials.
+_PROTECTED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "authorization",
+        "authentication",
+        "x-skypetoken",
+        "cookie",
+    }
 )
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_HEADER_VALUE = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f]{0,4096}$")
+# Room left in a NATS message for everything but the body (tokens are a few KiB).
+_ENVELOPE_BYTES = 32 * 1024
+_MAX_UNKNOWN_HOSTS_LOGGED = 1000
+_ROUTE = "tfw.route"
+_ORIGIN = "tfw.origin"
+
+
+class FailMode(Exception):
+    """No verdict could be had; ``cause`` is a metric label, ``reason`` safe to show."""
+
+    def __init__(self, cause: str, reason: str) -> None:
+        super().__init__(reason)
+        self.cause = cause
+        self.reason = reason
 
 
 class Interceptor:
@@ -66,27 +114,190 @@ class Interceptor:
         self.settings = settings
         self.instance = instance
         self.subjects = Subjects(settings.subject_prefix)
-        self.nc: NATS | None = None
+        self.observer = Observer(
+            self.subjects,
+            instance,
+            settings.observe_body_cap_bytes,
+            settings.observe_queue,
+            settings.token_reobserve_s,
+        )
+        self._nc: NATS | None = None
+        self._unknown_hosts: set[str] = set()
 
-    def request_packet(self, flow: http.HTTPFlow, decision_id: str) -> InterceptedRequest:
+    @property
+    def nc(self) -> NATS | None:
+        return self._nc
+
+    @nc.setter
+    def nc(self, value: NATS | None) -> None:
+        self._nc = value
+        self.observer.nc = value
+
+    # --- configuration ----------------------------------------------------------------
+
+    def configure(self, updated: set[str]) -> None:
+        """Refuse options that would let a controlled request go upstream undecided."""
+        if "stream_large_bodies" in updated and getattr(ctx.options, "stream_large_bodies", None):
+            # The HTTP layer switches a body without a length (chunked, HTTP/2) to
+            # streaming while it is still arriving, after every hook has run, so a
+            # controlled request would reach Teams before its verdict.
+            raise exceptions.OptionsError(
+                "stream_large_bodies cannot be used with the TeamsFirewall interceptor: "
+                "controlled requests must be decided on their whole body"
+            )
+
+    # --- connections ------------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """The open-proxy guard for CONNECT: only Teams hosts are tunnelled."""
+        if self.settings.allow_only_teams and not is_teams_host(flow.request.host):
+            self._refuse(flow, flow.request.host)
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        """Decrypt only the controlled and unknown Teams hosts; tunnel the rest."""
+        host = data.client_hello.sni or ""
+        if not host and data.context.server.address:
+            host = str(data.context.server.address[0])
+        if self.settings.tls_passthrough and not should_decrypt(host, self.settings.consumer_hosts):
+            data.ignore_connection = True
+            CONNECTIONS.labels("tunnelled").inc()
+            return
+        CONNECTIONS.labels("decrypted").inc()
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """A client that does not trust the CA: an operator's problem, never a bypass."""
+        TLS_CLIENT_FAILURES.inc()
+        peer = data.context.client.peername
+        sni = data.context.client.sni or "?"
+        log.warning(
+            "TLS handshake with client %s for %s failed (does it trust the proxy CA?): %s",
+            peer[0] if peer else "?",
+            sni,
+            data.conn.error,
+        )
+
+    # --- requests -----------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Route the request once; a controlled request is never streamed upstream."""
+        try:
+            request = flow.request
+            host = request.pretty_host
+            if self.settings.allow_only_teams and not is_teams_host(host):
+                self._refuse(flow, host)
+                return
+            decided = route(
+                request.method,
+                host,
+                request.path,
+                self.settings.consumer_hosts,
+                self.settings.decide_reads,
+            )
+            flow.metadata[_ROUTE] = decided
+            flow.metadata[_ORIGIN] = (host, request.path)
+            if decided.decide:
+                request.stream = False
+            if decided.unknown_host:
+                self._note_unknown_host(host)
+        except Exception:
+            # Routing is decided again in the request hook, which fails closed.
+            log.exception("could not route a request to %s", flow.request.pretty_host)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        """Decide a controlled request on its whole body, before anything goes upstream."""
+        if flow.response is not None or flow.error is not None:
+            return  # another addon, or the open-proxy guard, already answered
+        decision_id = new_decision_id()
+        try:
+            await self._request(flow, decision_id)
+        except Exception:
+            log.exception("interceptor error", extra={"decision_id": decision_id})
+            self._fail_safely(flow, decision_id, "internal", "internal error in the interceptor")
+
+    async def _request(self, flow: http.HTTPFlow, decision_id: str) -> None:
+        request = flow.request
+        decided: Route = flow.metadata.get(_ROUTE) or route(
+            request.method,
+            request.pretty_host,
+            request.path,
+            self.settings.consumer_hosts,
+            self.settings.decide_reads,
+        )
+        host, path = flow.metadata.get(_ORIGIN) or (request.pretty_host, request.path)
+        if decided.observe_token and self.settings.observe and has_credentials(request.headers):
+            self.observer.offer_token(request.method, host, path, request.headers)
+        if not decided.decide:
+            REQUESTS.labels("read" if decided.chat_service else "passed").inc()
+            self._forwarded_for(flow, decided)
+            return
+        REQUESTS.labels("decided").inc()
+        started = time.perf_counter()
+        try:
+            verdict = await self.ask(flow, decision_id, host, path)
+            LATENCY.observe(time.perf_counter() - started)
+            self.apply(flow, verdict)
+        except FailMode as failure:
+            self.fail(flow, decision_id, failure.cause, failure.reason)
+            return
+        except Exception:
+            log.exception("interceptor error", extra={"decision_id": decision_id})
+            self.fail(flow, decision_id, "internal", "internal error in the interceptor")
+            return
+        if flow.response is None:
+            self._forwarded_for(flow, decided)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """Tag allowed controlled responses with the decision id; observe lookups."""
+        try:
+            record: dict[str, Any] | None = flow.metadata.get("tfw")
+            if record is not None and record.get("decision") == "block":
+                return  # our own answer
+            if record is not None and self.settings.decision_header and flow.response:
+                flow.response.headers[DECISION_HEADER] = record["decision_id"]
+            decided: Route = flow.metadata.get(_ROUTE, PASS)
+            response = flow.response
+            if (
+                decided.observe_response
+                and self.settings.observe
+                and response is not None
+                and 200 <= response.status_code < 300
+            ):
+                host, path = flow.metadata.get(_ORIGIN) or (
+                    flow.request.pretty_host,
+                    flow.request.path,
+                )
+                self.observer.offer_lookup(
+                    flow.request.method, host, path, flow.request.headers, response
+                )
+        except Exception:
+            # The client already has its answer; nothing here may take it away.
+            log.exception("could not observe a response")
+
+    # --- asking -------------------------------------------------------------------------
+
+    def request_packet(
+        self, flow: http.HTTPFlow, decision_id: str, host: str, path: str, cap: int
+    ) -> InterceptedRequest:
+        """The message the resolver reads: method, real host and path, the headers
+        that matter, the body up to ``cap`` (flagged when cut) and the client."""
         request = flow.request
         body = request.raw_content or b""
-        cap = self.settings.body_cap_bytes
         headers = {
             name.lower(): value
             for name, value in request.headers.items()
             if name.lower() in FORWARDED_HEADERS
         }
+        peer = flow.client_conn.peername
         return InterceptedRequest(
             id=decision_id,
             time=time.time(),
             interceptor=self.instance,
-            client_ip=flow.client_conn.peername[0] if flow.client_conn.peername else "",
+            client_ip=peer[0] if peer else "",
             method=request.method,
             scheme=request.scheme,
-            host=request.pretty_host,
+            host=bare_host(host),
             port=request.port,
-            path=request.path,
+            path=path,
             http_version=request.http_version,
             headers=headers,
             body=body[:cap],
@@ -94,54 +305,46 @@ class Interceptor:
             body_truncated=len(body) > cap,
         )
 
-    async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None:
-            return  # another addon already answered
-        if not is_controlled(flow.request.pretty_host, flow.request.path):
-            REQUESTS.labels("passed").inc()
-            return
-        REQUESTS.labels("controlled").inc()
-        decision_id = new_decision_id()
-        started = time.perf_counter()
-        try:
-            verdict = await self.ask(flow, decision_id)
-        except _FailMode as failure:
-            self.fail(flow, decision_id, failure.cause, failure.reason)
-            return
-        except Exception:
-            log.exception("interceptor error", extra={"decision_id": decision_id})
-            self.fail(flow, decision_id, "internal", "internal error in the interceptor")
-            return
-        LATENCY.observe(time.perf_counter() - started)
-        self.apply(flow, verdict)
+    def body_cap(self) -> int:
+        """The configured body cap, lowered so the base64 body fits NATS's max payload."""
+        cap = self.settings.body_cap_bytes
+        if self.nc is not None and self.nc.max_payload:
+            cap = min(cap, (self.nc.max_payload - _ENVELOPE_BYTES) * 3 // 4)
+        return max(cap, 0)
 
-    async def ask(self, flow: http.HTTPFlow, decision_id: str) -> Verdict:
-        if self.nc is None or not self.nc.is_connected:
-            raise _FailMode("nats_down", "the decision service is unreachable")
-        payload = encode(self.request_packet(flow, decision_id))
+    async def ask(self, flow: http.HTTPFlow, decision_id: str, host: str, path: str) -> Verdict:
+        """One request-reply on ``<prefix>.v1.intercepted``; every failure is FailMode."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            raise FailMode("nats_down", "the decision service is unreachable")
+        payload = encode(self.request_packet(flow, decision_id, host, path, self.body_cap()))
+        if nc.max_payload and len(payload) > nc.max_payload:
+            raise FailMode("too_large", "the request headers are too large to decide")
         try:
-            reply = await self.nc.request(
+            reply = await nc.request(
                 self.subjects.intercepted, payload, timeout=self.settings.decide_timeout_s
             )
         except nats.errors.NoRespondersError:
-            raise _FailMode("no_responders", "no decision service is running") from None
+            raise FailMode("no_responders", "no decision service is running") from None
         except (TimeoutError, nats.errors.TimeoutError):
-            raise _FailMode("timeout", "no verdict within the timeout") from None
+            raise FailMode("timeout", "no verdict within the timeout") from None
         except nats.errors.Error as exc:
-            raise _FailMode("nats_error", f"bus error: {type(exc).__name__}") from None
+            raise FailMode("nats_error", f"bus error: {type(exc).__name__}") from None
         if reply.headers and ERROR_CODE_HEADER in reply.headers:
-            code = reply.headers[ERROR_CODE_HEADER]
-            raise _FailMode(f"remote_{code}", f"the decision service reported {code}")
+            code = reply.headers[ERROR_CODE_HEADER][:64]
+            raise FailMode("remote_error", f"the decision service reported {code}")
         try:
             verdict = decode(Verdict, reply.data)
         except ContractError as exc:
-            raise _FailMode("bad_verdict", f"unreadable verdict ({exc.code})") from None
+            raise FailMode("bad_verdict", f"unreadable verdict ({exc.code})") from None
         if verdict.decision_id != decision_id:
-            raise _FailMode("bad_verdict", "verdict for another request")
+            raise FailMode("bad_verdict", "verdict for another request")
         return verdict
 
+    # --- applying -----------------------------------------------------------------------
+
     def apply(self, flow: http.HTTPFlow, verdict: Verdict) -> None:
-        VERDICTS.labels(verdict.decision.value).inc()
+        """Block with a Teams-shaped error, or add the verdict's headers upstream."""
         flow.metadata["tfw"] = {
             "decision_id": verdict.decision_id,
             "decision": verdict.decision.value,
@@ -149,22 +352,31 @@ class Interceptor:
             "reason": verdict.reason,
         }
         if verdict.decision is Decision.BLOCK:
-            flow.response = http.Response.make(
-                verdict.status,
-                verdict.body
-                or block_body(verdict.decision_id, verdict.reason or "", verdict.status),
-                {
-                    "Content-Type": "application/json",
-                    "X-TeamsFirewall-Decision": verdict.decision_id,
-                },
+            status = verdict.status if 400 <= verdict.status <= 599 else self.settings.block_status
+            reason = verdict.reason or ", ".join(rule.name for rule in verdict.rules) or "blocked"
+            self._block(
+                flow,
+                verdict.decision_id,
+                status,
+                verdict.body or block_body(verdict.decision_id, reason, status),
             )
+            VERDICTS.labels("block").inc()
             return
         for name, value in verdict.headers.items():
+            if not _HEADER_NAME.match(name) or name.lower() in _PROTECTED_HEADERS:
+                raise FailMode("bad_verdict", "the verdict asks for a header it may not set")
+            if not _HEADER_VALUE.match(value):
+                raise FailMode("bad_verdict", "the verdict asks for an unsafe header value")
             flow.request.headers[name] = value
+        VERDICTS.labels("allow").inc()
 
     def fail(self, flow: http.HTTPFlow, decision_id: str, cause: str, reason: str) -> None:
-        FAILURES.labels(cause).inc()
-        mode = self.settings.fail_mode
+        """Apply the fail mode of the request's action class, logged and counted."""
+        request = flow.request
+        mode = self.settings.fail_mode_for(
+            action_class(request.method, request.path, request.raw_content or b"")
+        )
+        FAILURES.labels(cause, mode).inc()
         log.error(
             "decision %s failed (%s: %s): fail mode %s",
             decision_id,
@@ -181,16 +393,56 @@ class Interceptor:
         }
         if mode == "block":
             status = self.settings.block_status
-            text = f"{reason}: fail closed"
-            flow.response = http.Response.make(
-                status,
-                block_body(decision_id, text, status),
-                {"Content-Type": "application/json", "X-TeamsFirewall-Decision": decision_id},
-            )
+            body = block_body(decision_id, f"{reason}: fail closed", status)
+            self._block(flow, decision_id, status, body)
+
+    def _fail_safely(self, flow: http.HTTPFlow, decision_id: str, cause: str, reason: str) -> None:
+        """``fail``, and should even that raise, a bare block: never an unseen pass."""
+        try:
+            self.fail(flow, decision_id, cause, reason)
+        except Exception:
+            log.exception("fail mode could not be applied", extra={"decision_id": decision_id})
+            status = self.settings.block_status
+            self._block(flow, decision_id, status, block_body(decision_id, "fail closed", status))
+
+    def _block(self, flow: http.HTTPFlow, decision_id: str, status: int, body: bytes) -> None:
+        flow.response = http.Response.make(
+            status,
+            body,
+            {"Content-Type": "application/json; charset=utf-8", DECISION_HEADER: decision_id},
+        )
+
+    def _refuse(self, flow: http.HTTPFlow, host: str) -> None:
+        REQUESTS.labels("refused").inc()
+        log.warning("refused to proxy %s for %s: not a Teams host", host, _peer(flow))
+        flow.response = http.Response.make(
+            403,
+            b"This proxy only forwards Microsoft Teams traffic.\n",
+            {"Content-Type": "text/plain; charset=utf-8"},
+        )
+
+    def _forwarded_for(self, flow: http.HTTPFlow, decided: Route) -> None:
+        if not self.settings.x_forwarded_for or decided.kind.value in ("foreign",):
+            return
+        peer = flow.client_conn.peername
+        if not peer:
+            return
+        previous = flow.request.headers.get("x-forwarded-for")
+        flow.request.headers["X-Forwarded-For"] = f"{previous}, {peer[0]}" if previous else peer[0]
+
+    def _note_unknown_host(self, host: str) -> None:
+        UNKNOWN_HOSTS.inc()
+        host = bare_host(host)
+        if host in self._unknown_hosts or len(self._unknown_hosts) >= _MAX_UNKNOWN_HOSTS_LOGGED:
+            return
+        self._unknown_hosts.add(host)
+        log.warning(
+            "request to a Teams host the scope does not know: %s (decrypted; chat-service "
+            "paths on it are decided)",
+            host,
+        )
 
 
-class _FailMode(Exception):
-    def __init__(self, cause: str, reason: str) -> None:
-        super().__init__(reason)
-        self.cause = cause
-        self.reason = reason
+def _peer(flow: http.HTTPFlow) -> str:
+    peer = flow.client_conn.peername
+    return str(peer[0]) if peer else "?"

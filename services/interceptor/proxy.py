@@ -1,8 +1,9 @@
 """The interceptor process: a lean mitmproxy master with only the addons it needs.
 
 Stock ``mitmdump`` loads about 35 addons and spends roughly half its CPU in them; the
-firewall needs the proxy server, protocol detection, TLS, proxy authentication (which
-also guards against open-proxy use), ``map_remote`` for demos, and its own addon.
+firewall needs the proxy server, protocol detection, TLS, proxy authentication and
+``block`` (the guards against open-proxy use), ``map_remote`` for demos, and its own
+addon. ``stream_large_bodies`` is never set: controlled requests are decided whole.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 from mitmproxy import options
 from mitmproxy.addons import (
+    block,
     core,
     errorcheck,
     mapremote,
@@ -27,7 +29,7 @@ from mitmproxy.master import Master
 
 from services.common.bus import connect
 from services.common.contracts import instance_name
-from services.common.ops import HealthServer, configure_logging
+from services.common.ops import HealthServer, configure_logging, spawn
 from services.common.settings import SettingsError
 from services.interceptor.addon import Interceptor
 from services.interceptor.settings import InterceptorSettings
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 
 def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
+    """A mitmproxy master with only the addons the interceptor needs, ours before
+    map_remote (the decision is about the real Teams host, not a simulator)."""
     opts = options.Options(
         listen_host=settings.listen_host,
         listen_port=settings.listen_port,
@@ -44,6 +48,7 @@ def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
     master = Master(opts, with_termlog=False)
     master.addons.add(
         core.Core(),
+        block.Block(),
         proxyauth.ProxyAuth(),
         proxyserver.Proxyserver(),
         next_layer.NextLayer(),
@@ -58,6 +63,7 @@ def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
         "ssl_insecure": settings.ssl_insecure,
         "map_remote": settings.map_remote,
         "connection_strategy": "lazy",
+        "block_global": settings.block_global,
     }
     if settings.proxyauth:
         updates["proxyauth"] = settings.proxyauth
@@ -66,6 +72,7 @@ def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
 
 
 async def serve(settings: InterceptorSettings) -> None:
+    """Run the proxy until SIGTERM or SIGINT, then drain NATS."""
     os.makedirs(settings.confdir, mode=0o700, exist_ok=True)
     instance = instance_name("interceptor")
     addon = Interceptor(settings, instance)
@@ -74,6 +81,8 @@ async def serve(settings: InterceptorSettings) -> None:
     health.add_check("nats", lambda: addon.nc is not None and addon.nc.is_connected)
     await health.start()
     addon.nc = await connect(settings, instance)
+    if settings.observe:
+        spawn(addon.observer.run(), "interceptor-observations")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
@@ -91,6 +100,7 @@ async def serve(settings: InterceptorSettings) -> None:
 
 
 def main() -> int:
+    """Entry point of ``python -m services.interceptor``."""
     try:
         settings = InterceptorSettings.load()
     except SettingsError as exc:
