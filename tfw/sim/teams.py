@@ -96,7 +96,10 @@ class TeamsSimulator:
         """Serve in a background thread; returns the port."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="teams-sim", daemon=True
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="teams-sim",
+                daemon=True,
             )
             self._thread.start()
         return self.port
