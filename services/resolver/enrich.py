@@ -1,5 +1,6 @@
-"""Turning an intercepted request into an enriched event (no Teams lookups here:
-context comes from :mod:`services.resolver.context`)."""
+"""Turning an intercepted request into an event, before any context: the action, the
+conversation id, the body features and the actor from the credentials. Context (type,
+participants) is attached by :mod:`services.resolver.resolve`."""
 
 from __future__ import annotations
 
@@ -13,13 +14,23 @@ from services.common.contracts import (
     InterceptedRequest,
     Location,
     Participant,
+    ParticipantKind,
     Provenance,
 )
 from services.resolver.classify import ParsedRequest, classify
-from services.resolver.credentials import read_credentials
+from services.resolver.credentials import Token, read_credentials
+
+# Identities that belong to no Entra tenant: never the actor's tenant.
+_TENANTLESS = {
+    ParticipantKind.CONSUMER,
+    ParticipantKind.ANONYMOUS,
+    ParticipantKind.PHONE,
+    ParticipantKind.SKYPE_FOR_BUSINESS,
+}
 
 
 def location_of(actor: Actor, internal_tenants: frozenset[str]) -> Location:
+    """Internal when the acting token's tenant is one of ours."""
     if actor.tenant_id is None:
         return Location.UNKNOWN
     return Location.INTERNAL if actor.tenant_id.lower() in internal_tenants else Location.EXTERNAL
@@ -27,11 +38,14 @@ def location_of(actor: Actor, internal_tenants: frozenset[str]) -> Location:
 
 def federated_of(actor: Actor, participants: Iterable[Participant]) -> bool | None:
     """True when any participant's tenant differs from the actor's (what Teams calls
-    External); None when a tenant is unknown on either side."""
+    External; consumer, anonymous, phone and SfB identities always differ); None when
+    it cannot be told because a tenant is unknown; False otherwise."""
     if actor.tenant_id is None:
         return None
     unknown = False
     for participant in participants:
+        if participant.kind in _TENANTLESS:
+            return True
         if participant.tenant_id is None:
             unknown = True
         elif participant.tenant_id.lower() != actor.tenant_id.lower():
@@ -39,7 +53,7 @@ def federated_of(actor: Actor, participants: Iterable[Participant]) -> bool | No
     return None if unknown else False
 
 
-def understand(request: InterceptedRequest) -> tuple[EnrichedEvent, ParsedRequest, list]:
+def understand(request: InterceptedRequest) -> tuple[EnrichedEvent, ParsedRequest, list[Token]]:
     """Classify the request and read its credentials; context is left unresolved."""
     parsed = classify(request.method, request.host, request.path, request.body)
     actor, credential, tokens = read_credentials(request.headers)

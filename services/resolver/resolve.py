@@ -1,0 +1,243 @@
+"""One intercepted request in, one enriched event out, with its context attached.
+
+Context that cannot be resolved (unknown conversation, no usable token, Teams down or
+slow) still yields an event: marked ``unresolved`` with the reason, participants as
+far as they are known, so the decider applies its fail mode. Never an exception,
+never a silent empty participant list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import Any
+
+from services.common.contracts import (
+    ContextSource,
+    ConversationType,
+    EnrichedEvent,
+    InterceptedRequest,
+    Participant,
+    Provenance,
+)
+from services.common.ops import spawn
+from services.resolver.classify import ParsedRequest
+from services.resolver.context import Caller, Conversations
+from services.resolver.credentials import Token
+from services.resolver.enrich import federated_of, location_of, understand
+from services.resolver.observe import Learner
+from services.resolver.people import People, ProfileAccess, is_profiled, participant
+from services.resolver.store import ConversationRecord, Endpoints, Store, UserRecord, normal_mri
+from services.resolver.teams import LookupFailed
+
+log = logging.getLogger(__name__)
+
+_CHATSVC_PREFIX = re.compile(r"^/api/chatsvc/(?P<region>[^/?]+)", re.IGNORECASE)
+_LEGACY_HOST = re.compile(r"^(?P<region>[^.]+)\.ng\.msg\.teams\.microsoft\.com$", re.IGNORECASE)
+
+
+def chatsvc_base(
+    host: str, path: str, endpoints: Endpoints | None, region: str | None
+) -> str | None:
+    """The chat-service base URL for lookups: the request's own front door first."""
+    host = host.lower().split(":")[0]
+    if _LEGACY_HOST.match(host):
+        return f"https://{host}"
+    prefix = _CHATSVC_PREFIX.match(path)
+    if prefix:
+        return f"https://{host}/api/chatsvc/{prefix['region']}"
+    if endpoints is not None and endpoints.chatsvc:
+        return endpoints.chatsvc
+    return f"https://{region}.ng.msg.teams.microsoft.com" if region else None
+
+
+def region_of(host: str, path: str) -> str | None:
+    """The region a chat-service request names in its host or prefix."""
+    legacy = _LEGACY_HOST.match(host.lower().split(":")[0])
+    if legacy:
+        return legacy["region"]
+    prefix = _CHATSVC_PREFIX.match(path)
+    return prefix["region"] if prefix else None
+
+
+def middle_tier_base(endpoints: Endpoints | None, region: str | None) -> str | None:
+    """The middle-tier base: the authz ``middleTier`` observed, else the regional default."""
+    if endpoints is not None and endpoints.middle_tier:
+        return endpoints.middle_tier
+    if endpoints is not None and endpoints.region:
+        region = endpoints.region
+    return f"https://teams.microsoft.com/api/mt/{region}" if region else None
+
+
+class Resolution:
+    """Everything the resolver knows, and how it enriches one request."""
+
+    def __init__(
+        self,
+        store: Store,
+        conversations: Conversations,
+        people: People,
+        learner: Learner,
+        resolve_timeout_s: float,
+    ) -> None:
+        self.store = store
+        self.conversations = conversations
+        self.people = people
+        self.learner = learner
+        self.resolve_timeout_s = resolve_timeout_s
+        self.internal_tenants: frozenset[str] = frozenset()
+
+    async def enrich(self, request: InterceptedRequest) -> EnrichedEvent:
+        """The enriched event for one request (context attached or marked unresolved)."""
+        started = time.perf_counter()
+        event, parsed, tokens = understand(request)
+        event.location = location_of(event.actor, self.internal_tenants)
+        if tokens and event.credential.status.value == "ok":
+            await self.learner.learn_tokens(request.headers, tokens)
+        deadline = time.monotonic() + self.resolve_timeout_s
+        caller, access = await self._caller(request, event, tokens)
+        if event.conversation is not None:
+            await self._conversation(event, parsed, caller, access, deadline)
+        else:
+            await self._targets_only(event, parsed, access, deadline)
+        event.federated = federated_of(event.actor, event.participants)
+        event.resolve_ms = (time.perf_counter() - started) * 1000
+        return event
+
+    async def _caller(
+        self, request: InterceptedRequest, event: EnrichedEvent, tokens: list[Token]
+    ) -> tuple[Caller, ProfileAccess | None]:
+        user = event.actor.oid
+        endpoints = await self.store.endpoints_of(user) if user else None
+        path = request.path.split("?", 1)[0]
+        region = region_of(request.host, path) or event.actor.region
+        usable = tokens if event.credential.status.value == "ok" else []
+        caller = Caller(
+            user=user,
+            tenant_id=event.actor.tenant_id,
+            chatsvc_base=chatsvc_base(request.host, path, endpoints, region),
+            tokens=usable,
+        )
+        base = middle_tier_base(endpoints, region)
+        access = ProfileAccess(user, base) if user and base else None
+        return caller, access
+
+    async def _conversation(
+        self,
+        event: EnrichedEvent,
+        parsed: ParsedRequest,
+        caller: Caller,
+        access: ProfileAccess | None,
+        deadline: float,
+    ) -> None:
+        conversation = event.conversation
+        assert conversation is not None
+        if conversation.id.startswith("48:"):
+            conversation.type = ConversationType.SELF
+            event.context = Provenance(source=ContextSource.NOT_NEEDED)
+            await self._profile(event, [], access, None, deadline)
+            return
+        try:
+            record, cached = await self.conversations.get(
+                conversation.id, caller, max(0.0, deadline - time.monotonic())
+            )
+        except LookupFailed as exc:
+            event.context = Provenance(source=ContextSource.UNRESOLVED, reason=exc.reason)
+            await self._profile(event, parsed.targets, access, None, deadline)
+            return
+        conversation.type = ConversationType(record.type)
+        conversation.topic = record.topic
+        conversation.team_id = record.team_id
+        conversation.tenant_id = record.tenant_id
+        event.bots = list(record.bots)
+        source = ContextSource.LOOKUP
+        if cached:
+            source = ContextSource.OBSERVED if record.source == "observed" else ContextSource.CACHE
+        tenant_hint = record.tenant_id or event.actor.tenant_id
+        problem = await self._profile(event, parsed.targets, access, record, deadline, tenant_hint)
+        age = round(max(0.0, time.time() - record.fetched_at), 3)
+        if problem is not None:
+            event.context = Provenance(
+                source=ContextSource.UNRESOLVED,
+                reason=f"participant profiles unavailable: {problem}",
+                age_s=age,
+            )
+        else:
+            event.context = Provenance(source=source, age_s=age)
+
+    async def _targets_only(
+        self,
+        event: EnrichedEvent,
+        parsed: ParsedRequest,
+        access: ProfileAccess | None,
+        deadline: float,
+    ) -> None:
+        event.context = Provenance(source=ContextSource.NOT_NEEDED)
+        if event.actor.mri is None and not parsed.targets:
+            return
+        problem = await self._profile(event, parsed.targets, access, None, deadline)
+        if problem is not None and event.targets:
+            event.context.reason = f"target profiles unavailable: {problem}"
+
+    async def _profile(
+        self,
+        event: EnrichedEvent,
+        targets: list[str],
+        access: ProfileAccess | None,
+        record: ConversationRecord | None,
+        deadline: float,
+        tenant_hint: str | None = None,
+    ) -> str | None:
+        """Fill participants, targets and the actor's profile; the reason if some failed."""
+        members = list(record.members) if record else []
+        wanted = members + [t for t in targets if is_profiled(t)]
+        if event.actor.mri and is_profiled(event.actor.mri):
+            wanted.append(event.actor.mri)
+        users: dict[str, UserRecord] = {}
+        problem: str | None = None
+        if wanted:
+            users, problem = await self._users(
+                wanted, access, tenant_hint or event.actor.tenant_id, deadline
+            )
+        internal = self.internal_tenants
+        event.participants = _participants(members, users, internal)
+        event.target_participants = [
+            participant(t, users.get(normal_mri(t)), internal) for t in targets if "@" not in t
+        ]
+        if event.actor.mri:
+            me = users.get(normal_mri(event.actor.mri))
+            if me is not None:
+                event.actor.email = event.actor.email or me.email
+                event.actor.upn = event.actor.upn or me.upn
+                event.actor.display_name = me.display_name
+                event.actor.user_type = me.user_type
+        if problem is None and record is not None:
+            unknown = [m for m in members if is_profiled(m) and normal_mri(m) not in users]
+            if unknown:
+                problem = f"Teams knows no profile for {len(unknown)} member(s)"
+        return problem
+
+    async def _users(
+        self,
+        wanted: list[str],
+        access: ProfileAccess | None,
+        tenant_hint: str | None,
+        deadline: float,
+    ) -> tuple[dict[str, UserRecord], str | None]:
+        known = await self.store.users_by_mri(wanted)
+        if all(normal_mri(m) in known for m in wanted if is_profiled(m)):
+            return known, None
+        flight = spawn(self.people.users(wanted, access, tenant_hint), "profile lookup")
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            return await asyncio.wait_for(asyncio.shield(flight), remaining)
+        except TimeoutError:
+            return known, f"profiles not ready within {self.resolve_timeout_s}s"
+
+
+def _participants(
+    members: list[str], users: dict[str, Any], internal: frozenset[str]
+) -> list[Participant]:
+    return [participant(mri, users.get(normal_mri(mri)), internal) for mri in members]
