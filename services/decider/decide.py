@@ -1,8 +1,25 @@
-"""The decision: a pure function of (enriched event, rule set) to a verdict and record."""
+"""The decision: a pure function of (enriched event, rule set) to a verdict and record.
+
+How a verdict is reached, in order:
+
+1. Rules that can match the event's action are tested in order (walls first, then
+   rules, as written). Every match is listed. A matching rule with ``allow`` ends the
+   evaluation: later rules are not tested.
+2. An active exception lifts the block of the rules it names when all its conditions
+   are certainly true.
+3. The actor cannot be identified (credential not OK): block, unless the rule set says
+   ``unidentified_actor: evaluate``.
+4. Any remaining enforcing block blocks; monitor-mode blocks are recorded as
+   ``would_block`` and let the request pass.
+5. Nothing blocked and nothing explicitly allowed: the rule set's ``default``.
+
+Headers of matched ``add_header`` rules are added only when the request is allowed.
+"""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from services.common.contracts import (
     CredentialStatus,
@@ -10,56 +27,107 @@ from services.common.contracts import (
     DecisionRecord,
     EnrichedEvent,
     MatchedRule,
-    Participant,
     RecordTimings,
+    RuleMode,
     Verdict,
     block_body,
 )
-from services.decider.rules import RuleSet
+from services.decider.facts import Facts
+from services.decider.rules import Rule, RuleSet
 
 MAX_RECORD_PARTICIPANTS = 50
+UNIDENTIFIED = "the actor cannot be identified: fail closed"
+
+
+def match(event: EnrichedEvent, rules: RuleSet) -> list[tuple[Rule, tuple[str, ...]]]:
+    """The rules an event matches, in order, each with the facts it assumed."""
+    facts = Facts(event)
+    found: list[tuple[Rule, tuple[str, ...]]] = []
+    for rule in rules.candidates(event.action):
+        assumed = rule.test(facts)
+        if assumed is None:
+            continue
+        found.append((rule, assumed))
+        if rule.allow:
+            break
+    return found
 
 
 def decide(
     event: EnrichedEvent, rules: RuleSet, block_status: int = 403
 ) -> tuple[Verdict, DecisionRecord]:
+    """Decide one event. Pure: same event and rules, same verdict (ids aside)."""
     started = time.perf_counter()
-    matched = rules.evaluate(event)
-    enforced = [rule for rule in matched if rule.block and rule.mode.value == "enforce"]
+    matched = match(event, rules)
+    blocking = [rule for rule, _ in matched if rule.enforcing_block]
+    lifted = _lifted(event, rules, blocking) if blocking and rules.exceptions else {}
+    if lifted:
+        blocking = [rule for rule in blocking if rule.name not in lifted]
+
     reason = None
-    blocked = bool(enforced)
-    if enforced:
-        reason = f"rule '{enforced[0].name}'"
-    elif event.credential.status is not CredentialStatus.OK:
-        blocked = True
-        reason = f"the actor cannot be identified ({event.credential.reason}): fail closed"
-    elif not matched and rules.default_block:
-        blocked = True
+    if event.credential.status is not CredentialStatus.OK and rules.unidentified_block:
+        detail = event.credential.reason or event.credential.status.value
+        reason = f"{UNIDENTIFIED} ({detail})"
+    elif blocking:
+        first = blocking[0]
+        reason = f"rule '{first.name}'" + (f": {first.log}" if first.log else "")
+    elif rules.default_block and not any(rule.allow for rule, _ in matched):
         reason = "no rule allows it and the default is block"
+    blocked = reason is not None
+
     headers: dict[str, str] = {}
     if not blocked:
-        for rule in matched:
-            headers.update(rule.headers)
-    decision = Decision.BLOCK if blocked else Decision.ALLOW
-    matched_rules: list[MatchedRule] = [rule.matched() for rule in matched]
+        for rule, _ in matched:
+            if rule.headers:
+                headers.update(rule.headers)
+        if rules.x_forwarded_for and event.client_ip:
+            headers["X-Forwarded-For"] = event.client_ip
+
+    listed = [rule.matched(assumed, lifted.get(rule.name)) for rule, assumed in matched]
+    for name in dict.fromkeys(lifted.values()):
+        listed.append(_exception_entry(rules, name))
     verdict = Verdict(
         decision_id=event.id,
-        decision=decision,
+        decision=Decision.BLOCK if blocked else Decision.ALLOW,
         status=block_status if blocked else 200,
         body=block_body(event.id, reason or "", block_status) if blocked else b"",
         headers=headers,
-        rules=matched_rules,
+        rules=listed,
         ruleset_version=rules.version,
         reason=reason,
     )
+    would_block = any(rule.block and rule.mode is RuleMode.MONITOR for rule, _ in matched)
     decide_ms = (time.perf_counter() - started) * 1000
-    record = record_for(event, verdict, decide_ms)
-    return verdict, record
+    return verdict, record_for(event, verdict, decide_ms, would_block)
 
 
-def record_for(event: EnrichedEvent, verdict: Verdict, decide_ms: float) -> DecisionRecord:
-    participants: list[Participant] = event.participants
+def _lifted(event: EnrichedEvent, rules: RuleSet, blocking: list[Rule]) -> dict[str, str]:
+    """Rule name -> the exception that lifts its block for this event."""
+    facts = Facts(event)
+    lifted: dict[str, str] = {}
+    for exception in rules.exceptions:
+        names = [r.name for r in blocking if r.name in exception.rules and r.name not in lifted]
+        if names and exception.applies(facts):
+            lifted.update(dict.fromkeys(names, exception.name))
+    return lifted
+
+
+def _exception_entry(rules: RuleSet, name: str) -> MatchedRule:
+    exception = next(e for e in rules.exceptions if e.name == name)
+    until = datetime.fromtimestamp(exception.until, UTC).isoformat().replace("+00:00", "Z")
+    why = f"; {exception.reason}" if exception.reason else ""
+    return MatchedRule(
+        name=name, actions=["allow"], message=f"sanctioned crossing until {until}{why}"
+    )
+
+
+def record_for(
+    event: EnrichedEvent, verdict: Verdict, decide_ms: float, would_block: bool = False
+) -> DecisionRecord:
+    """The decision record (SIEM contract) for an event and its verdict."""
+    participants = event.participants
     external = [p for p in participants if p.external]
+    files = event.body.files
     return DecisionRecord(
         decision_id=event.id,
         time=event.time,
@@ -82,13 +150,13 @@ def record_for(event: EnrichedEvent, verdict: Verdict, decide_ms: float) -> Deci
         participants_truncated=len(participants) > MAX_RECORD_PARTICIPANTS,
         external_participants=external[:MAX_RECORD_PARTICIPANTS],
         targets=event.targets,
-        has_files=bool(event.body.files),
-        file_names=[f.name for f in event.body.files],
+        has_files=bool(files),
+        file_names=[f.name for f in files],
         message_type=event.body.message_type,
         context=event.context,
         rules=verdict.rules,
         decision=verdict.decision,
-        would_block=any(r.mode.value == "monitor" and "block" in r.actions for r in verdict.rules),
+        would_block=would_block,
         status=verdict.status,
         headers_added=verdict.headers,
         reason=verdict.reason,

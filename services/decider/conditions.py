@@ -1,0 +1,340 @@
+"""Compiled conditions. Each answers True, False or None (the fact is unknown) for
+one event, and can say why in words for ``tfw rules explain``.
+
+The hot path calls a condition; only ``explain`` builds sentences.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time as clock
+from zoneinfo import ZoneInfo
+
+from services.common.contracts import Action, ConversationType, Location
+from services.decider.facts import Facts, Principal
+from services.decider.identity import IdentityPatterns, fold_text, nfkc_text, normal_domain
+
+Outcome = bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """People, domains and tenants compiled from identity patterns and named groups."""
+
+    people: IdentityPatterns
+    domains: IdentityPatterns
+    tenants: frozenset[str]
+    source: tuple[str, ...]
+
+    def matches(self, who: Principal) -> bool:
+        if self.people.matches_any(who.ids):
+            return True
+        if self.domains and self.domains.matches_any(who.domains):
+            return True
+        return who.tenant is not None and who.tenant in self.tenants
+
+    def describe(self) -> str:
+        return ", ".join(self.source)
+
+
+def domain_patterns(domains: list[str]) -> IdentityPatterns:
+    """Domain patterns (``firm.example``, ``*.firm.example``) in normal form."""
+    return IdentityPatterns.compile([normal_domain(d) for d in domains], normalise=False)
+
+
+class Condition:
+    """Base of compiled conditions; ``fact`` names what an unknown answer lacks."""
+
+    fact = ""
+    key = ""
+
+    def __call__(self, facts: Facts) -> Outcome:
+        raise NotImplementedError
+
+    def explain(self, facts: Facts) -> str:
+        raise NotImplementedError
+
+
+class ActionIs(Condition):
+    key = "actions"
+
+    def __init__(self, actions: frozenset[Action]) -> None:
+        self.actions = actions
+
+    def __call__(self, facts: Facts) -> Outcome:
+        return facts.event.action in self.actions
+
+    def explain(self, facts: Facts) -> str:
+        wanted = ", ".join(sorted(a.value for a in self.actions))
+        return f"action is {facts.event.action.value}; the rule wants {wanted}"
+
+
+class ConversationTypeIs(Condition):
+    key = "conversation_types"
+    fact = "conversation type"
+
+    def __init__(self, types: frozenset[ConversationType]) -> None:
+        self.types = types
+
+    def __call__(self, facts: Facts) -> Outcome:
+        conversation = facts.event.conversation
+        if conversation is None:
+            return False
+        if conversation.type in self.types:
+            return True
+        return None if conversation.type is ConversationType.UNKNOWN else False
+
+    def explain(self, facts: Facts) -> str:
+        conversation = facts.event.conversation
+        actual = "no conversation" if conversation is None else conversation.type.value
+        wanted = ", ".join(sorted(t.value for t in self.types))
+        return f"conversation type is {actual}; the rule wants {wanted}"
+
+
+class LocationIs(Condition):
+    key = "location"
+    fact = "location"
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    def __call__(self, facts: Facts) -> Outcome:
+        actual = facts.event.location
+        if actual is self.location:
+            return True
+        return None if actual is Location.UNKNOWN else False
+
+    def explain(self, facts: Facts) -> str:
+        return f"location is {facts.event.location.value}; the rule wants {self.location.value}"
+
+
+class FederatedIs(Condition):
+    key = "federated"
+    fact = "federated"
+
+    def __init__(self, federated: bool) -> None:
+        self.federated = federated
+
+    def __call__(self, facts: Facts) -> Outcome:
+        actual = facts.event.federated
+        return None if actual is None else actual is self.federated
+
+    def explain(self, facts: Facts) -> str:
+        actual = facts.event.federated
+        shown = "unknown" if actual is None else str(actual).lower()
+        return f"federated is {shown}; the rule wants {str(self.federated).lower()}"
+
+
+class ActorIn(Condition):
+    key = "actors"
+    fact = "actor"
+
+    def __init__(self, selector: Selector, negate: bool = False) -> None:
+        self.selector = selector
+        self.negate = negate
+
+    def __call__(self, facts: Facts) -> Outcome:
+        if not facts.actor_known:
+            return None
+        return self.selector.matches(facts.actor) is not self.negate
+
+    def explain(self, facts: Facts) -> str:
+        if not facts.actor_known:
+            return "the actor is not identified"
+        verb = "must not match" if self.negate else "must match"
+        return f"actor {facts.actor.label} {verb} {self.selector.describe()}"
+
+
+class ParticipantsMatch(Condition):
+    """``any``, ``all`` or ``none`` of the participants match a selector."""
+
+    key = "participants"
+    fact = "participants"
+
+    def __init__(self, quantifier: str, selector: Selector) -> None:
+        self.quantifier = quantifier
+        self.selector = selector
+
+    def __call__(self, facts: Facts) -> Outcome:
+        matches = self.selector.matches
+        people = facts.participants
+        if self.quantifier == "any":
+            if any(matches(p) for p in people):
+                return True
+        elif self.quantifier == "none":
+            if any(matches(p) for p in people):
+                return False
+        elif not people or not all(matches(p) for p in people):
+            return None if facts.unresolved else False
+        return None if facts.unresolved else self.quantifier != "any"
+
+    def explain(self, facts: Facts) -> str:
+        found = [p.label for p in facts.participants if self.selector.matches(p)]
+        shown = ", ".join(found[:5]) or "none"
+        note = " (participants unresolved)" if facts.unresolved else ""
+        return (
+            f"{self.quantifier} participant must match {self.selector.describe()}; "
+            f"matching: {shown} of {len(facts.participants)}{note}"
+        )
+
+
+class ExternalParticipants(Condition):
+    """Some participant (True) or no participant (False) is outside every internal tenant."""
+
+    key = "external_participants"
+    fact = "participants"
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted
+
+    def __call__(self, facts: Facts) -> Outcome:
+        if any(p.external for p in facts.participants):
+            return self.wanted
+        return None if facts.unresolved else not self.wanted
+
+    def explain(self, facts: Facts) -> str:
+        count = sum(1 for p in facts.participants if p.external)
+        return f"{count} external participant(s); the rule wants any: {self.wanted}"
+
+
+class Wall(Condition):
+    """An actor on one side acting in a conversation with someone on the other side."""
+
+    key = "wall"
+    fact = "participants"
+
+    def __init__(self, sides: tuple[tuple[str, Selector, str, Selector], ...]) -> None:
+        self.sides = sides
+
+    def __call__(self, facts: Facts) -> Outcome:
+        if not facts.actor_known:
+            return None
+        for _, actor_side, _, other_side in self.sides:
+            if actor_side.matches(facts.actor):
+                if any(other_side.matches(p) for p in facts.others):
+                    return True
+                if facts.unresolved:
+                    return None
+        return False
+
+    def explain(self, facts: Facts) -> str:
+        parts = []
+        for from_name, actor_side, to_name, other_side in self.sides:
+            actor_in = facts.actor_known and actor_side.matches(facts.actor)
+            others = [p.label for p in facts.others if other_side.matches(p)]
+            parts.append(
+                f"{from_name}->{to_name}: actor in {from_name}: {actor_in}, "
+                f"participants in {to_name}: {', '.join(others[:5]) or 'none'}"
+            )
+        return "; ".join(parts)
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class TimeWindow(Condition):
+    """Days of the week and a time of day range in a named time zone."""
+
+    key = "time"
+
+    def __init__(
+        self, zone: ZoneInfo, days: frozenset[int], start: clock | None, end: clock | None
+    ) -> None:
+        self.zone = zone
+        self.days = days
+        self.start = start
+        self.end = end
+
+    def __call__(self, facts: Facts) -> Outcome:
+        local = facts.local_time(self.zone)
+        if local.weekday() not in self.days:
+            return False
+        if self.start is None or self.end is None:
+            return True
+        now = local.time()
+        if self.start <= self.end:
+            return self.start <= now < self.end
+        return now >= self.start or now < self.end  # a window across midnight
+
+    def explain(self, facts: Facts) -> str:
+        local = facts.local_time(self.zone)
+        days = ",".join(DAYS[d] for d in sorted(self.days))
+        window = f" {self.start:%H:%M}-{self.end:%H:%M}" if self.start and self.end else ""
+        return f"local time {local:%a %H:%M} {self.zone.key}; the rule wants {days}{window}"
+
+
+class TextMatches(Condition):
+    """Keywords (whole words, folded like identities) or regular expressions (on the
+    NFKC text, case-insensitive) on the message's plain text. Applies to every message
+    type that carries text, known to the product or not."""
+
+    key = "text"
+    fact = "message text"
+
+    def __init__(
+        self,
+        keywords: re.Pattern[str] | None,
+        regex: re.Pattern[str] | None,
+        source: tuple[str, ...],
+    ) -> None:
+        self.keywords = keywords
+        self.regex = regex
+        self.source = source
+
+    def _find(self, text: str) -> str | None:
+        if self.keywords is not None:
+            found = self.keywords.search(fold_text(text))
+            if found:
+                return found.group(0)
+        if self.regex is not None:
+            found = self.regex.search(nfkc_text(text))
+            if found:
+                return found.group(0)
+        return None
+
+    def __call__(self, facts: Facts) -> Outcome:
+        body = facts.event.body
+        if body.parse_error:
+            return None
+        if body.text and self._find(body.text) is not None:
+            return True
+        return None if facts.event.body_truncated else False
+
+    def explain(self, facts: Facts) -> str:
+        body = facts.event.body
+        if body.parse_error:
+            return f"message text unreadable ({body.parse_error})"
+        found = self._find(body.text or "")
+        shown = repr(found) if found is not None else "nothing"
+        return f"text must contain one of {', '.join(self.source)}; found {shown}"
+
+
+class FilesMatch(Condition):
+    """Any attachment (``extensions`` empty) or one with a listed extension; or, with
+    ``wanted`` false, no attachment at all."""
+
+    key = "files"
+    fact = "attachments"
+
+    def __init__(self, wanted: bool, extensions: frozenset[str]) -> None:
+        self.wanted = wanted
+        self.extensions = extensions
+
+    def __call__(self, facts: Facts) -> Outcome:
+        body = facts.event.body
+        if body.parse_error:
+            return None
+        if self.extensions:
+            hit = any(f.extension.lower().lstrip(".") in self.extensions for f in body.files)
+        else:
+            hit = bool(body.files)
+        if hit:
+            return self.wanted
+        return None if facts.event.body_truncated else not self.wanted
+
+    def explain(self, facts: Facts) -> str:
+        names = [f.name or f.extension for f in facts.event.body.files]
+        wanted = ", ".join(sorted(self.extensions)) or "any file"
+        verb = "wants" if self.wanted else "forbids"
+        return f"attachments: {', '.join(names) or 'none'}; the rule {verb} {wanted}"
