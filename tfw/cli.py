@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = (
     "tfw.commands.up",
     "tfw.commands.run",
+    "tfw.commands.audit",
 )
 
 

@@ -201,11 +201,16 @@ class Stack:
         merged = self.service_env({"TFW_HTTP_PORT": str(http_port), **(env or {})})
         argv = [sys.executable, "-m", f"services.{service}"]
         proxy_port = None
+        api_port = None
+        if service == "audit":  # its query API listens beside the health endpoint
+            api_port = int(merged.get("TFW_API_PORT") or free_port())
+            merged["TFW_API_PORT"] = str(api_port)
         if service == "interceptor":
             proxy_port = int(merged.get("TFW_LISTEN_PORT") or free_port())
             merged["TFW_LISTEN_PORT"] = str(proxy_port)
             merged.setdefault("TFW_CONFDIR", str(self.data_dir / "mitmproxy"))
-        process = self.spawn(service, argv, merged, port=proxy_port, http_port=http_port)
+        port = proxy_port or api_port
+        process = self.spawn(service, argv, merged, port=port, http_port=http_port)
         if wait:
             wait_for_ready(http_port, timeout, process.popen)
             if proxy_port:

@@ -1,44 +1,290 @@
-"""The MongoDB archive of decision records: stored once, by decision id."""
+"""The MongoDB archive of decision records: stored once, chained, queried, purged.
+
+Records are stored by decision id (``_id``), so a redelivered record is stored once.
+Each new record is linked into its chain (see :mod:`services.audit.chain`); a unique
+index on ``(chain, chain_seq)`` makes two writers that extend the same chain at the
+same time collide instead of forking it: the loser reloads the head and retries.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError
 
+from services.audit.chain import Anchor, ChainHead, VerifyReport, verify_chain
 from services.common.contracts import DecisionRecord
 
+log = logging.getLogger(__name__)
+
 DUPLICATE_KEY = 11000
+CHAIN_RETRIES = 5
+
+
+class ChainConflict(Exception):
+    """Another writer kept extending the chain; the batch is left for redelivery."""
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    """What a query selects. Times are Unix seconds; every field is optional."""
+
+    since: float | None = None
+    until: float | None = None
+    actor: str | None = None  # MRI, e-mail or UPN
+    conversation: str | None = None
+    action: str | None = None
+    decision: str | None = None  # the verdict: allow or block
+    rule: str | None = None
+    chain: str | None = None
+
+    def query(self) -> dict[str, Any]:
+        """The MongoDB filter."""
+        query: dict[str, Any] = {}
+        span: dict[str, float] = {}
+        if self.since is not None:
+            span["$gte"] = self.since
+        if self.until is not None:
+            span["$lt"] = self.until
+        if span:
+            query["time"] = span
+        if self.actor:
+            query["$or"] = [
+                {"actor.mri": self.actor},
+                {"actor.email": self.actor.lower()},
+                {"actor.upn": self.actor.lower()},
+            ]
+        for field, value in (
+            ("conversation.id", self.conversation),
+            ("action", self.action),
+            ("decision", self.decision),
+            ("rules.name", self.rule),
+            ("chain", self.chain),
+        ):
+            if value:
+                query[field] = value
+        return query
 
 
 class Archive:
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+    """The ``decisions`` collection and its companions (chain anchors, admin log)."""
+
+    def __init__(
+        self, client: AsyncMongoClient[dict[str, Any]], database: str, chain: str = "main"
+    ) -> None:
         self.client = client
-        self.decisions = client[database]["decisions"]
+        db = client[database]
+        self.decisions = db["decisions"]
+        self.anchors = db["decision_chain_anchors"]
+        self.admin_log = db["audit_admin_log"]
+        self.chain = chain
+        self._head: ChainHead | None = None
 
     async def ensure_indexes(self) -> None:
+        """Indexes for the chain and for every query filter."""
+        await self.decisions.create_index(
+            [("chain", ASCENDING), ("chain_seq", ASCENDING)], unique=True
+        )
         await self.decisions.create_index([("time", DESCENDING)])
         await self.decisions.create_index([("actor.mri", ASCENDING), ("time", DESCENDING)])
+        await self.decisions.create_index([("actor.email", ASCENDING), ("time", DESCENDING)])
         await self.decisions.create_index([("conversation.id", ASCENDING), ("time", DESCENDING)])
         await self.decisions.create_index([("rules.name", ASCENDING), ("time", DESCENDING)])
         await self.decisions.create_index([("decision", ASCENDING), ("time", DESCENDING)])
+        await self.decisions.create_index([("action", ASCENDING), ("time", DESCENDING)])
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def head(self, chain: str | None = None) -> ChainHead:
+        """The last link of a chain, read from the database."""
+        chain = chain or self.chain
+        cursor = self.decisions.find({"chain": chain}, {"chain_seq": 1, "hash": 1})
+        async for last in cursor.sort("chain_seq", DESCENDING).limit(1):
+            return ChainHead(chain, int(last["chain_seq"]), str(last["hash"]))
+        anchor = await self.anchor(chain)
+        return ChainHead(chain, anchor.seq, anchor.hash)
 
     async def store(self, records: list[DecisionRecord]) -> int:
-        """Insert records; ones already archived (same decision id) are skipped.
-        Returns how many were new."""
+        """Chain and insert the records not archived yet; returns how many were new.
+
+        Raises on a database failure (nothing is acknowledged then); a record is never
+        stored twice, and the chain never forks.
+        """
         if not records:
             return 0
-        documents = []
-        for record in records:
-            document = record.model_dump(mode="json", by_alias=True)
-            document["_id"] = record.decision_id
-            documents.append(document)
-        try:
-            result = await self.decisions.insert_many(documents, ordered=False)
-            return len(result.inserted_ids)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+        for _ in range(CHAIN_RETRIES):
+            fresh = await self._not_archived(records)
+            if not fresh:
+                return 0
+            head = self._head or await self.head()
+            documents = []
+            for record in fresh:
+                document = record.model_dump(mode="json", by_alias=True)
+                head = head.link(document)
+                document["_id"] = record.decision_id
+                documents.append(document)
+            try:
+                await self.decisions.insert_many(documents, ordered=True)
+            except BulkWriteError as exc:
+                self._head = None
+                errors = exc.details.get("writeErrors", [])
+                if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                    raise
+                log.info("chain %s moved under us; reloading its head", self.chain)
+                continue
+            except BaseException:
+                self._head = None  # part of the batch may be in: read the head again
                 raise
-            return int(exc.details.get("nInserted", 0))
+            self._head = head
+            return len(documents)
+        raise ChainConflict(f"chain {self.chain} kept moving for {CHAIN_RETRIES} attempts")
+
+    async def _not_archived(self, records: list[DecisionRecord]) -> list[DecisionRecord]:
+        unique: dict[str, DecisionRecord] = {}
+        for record in records:
+            unique.setdefault(record.decision_id, record)
+        found = self.decisions.find({"_id": {"$in": list(unique)}}, {"_id": 1})
+        async for document in found:
+            unique.pop(document["_id"], None)
+        return list(unique.values())
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def get(self, decision_id: str) -> dict[str, Any] | None:
+        """One record by decision id, as stored (without ``_id``)."""
+        return await self.decisions.find_one({"_id": decision_id}, {"_id": 0})
+
+    async def page(
+        self, selection: RecordFilter, limit: int, cursor: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first; ``cursor`` is the last decision id of the previous page."""
+        query = selection.query()
+        if cursor:
+            query["_id"] = {"$lt": cursor}
+        found = self.decisions.find(query).sort("_id", DESCENDING).limit(limit)
+        return [_public(document) async for document in found]
+
+    async def stream(
+        self, selection: RecordFilter, batch: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every selected record, newest first, a page at a time (for exports)."""
+        cursor: str | None = None
+        while True:
+            page = await self.page(selection, batch, cursor)
+            for document in page:
+                yield document
+            if len(page) < batch:
+                return
+            cursor = page[-1]["decision_id"]
+
+    async def counts(self, selection: RecordFilter) -> dict[str, Any]:
+        """How many decisions per verdict, and per rule and verdict, in the selection."""
+        match = {"$match": selection.query()}
+        by_verdict: dict[str, int] = {}
+        async for row in await self.decisions.aggregate(
+            [match, {"$group": {"_id": "$decision", "n": {"$sum": 1}}}]
+        ):
+            by_verdict[str(row["_id"])] = int(row["n"])
+        by_rule = []
+        pipeline: list[dict[str, Any]] = [
+            match,
+            {"$unwind": "$rules"},
+            {"$group": {"_id": {"rule": "$rules.name", "decision": "$decision"}, "n": {"$sum": 1}}},
+        ]
+        async for row in await self.decisions.aggregate(pipeline):
+            by_rule.append(
+                {"rule": row["_id"]["rule"], "decision": row["_id"]["decision"], "count": row["n"]}
+            )
+        by_rule.sort(key=lambda row: (-row["count"], row["rule"], row["decision"]))
+        return {"total": sum(by_verdict.values()), "by_verdict": by_verdict, "by_rule": by_rule}
+
+    # --- verification and retention -------------------------------------------------------
+
+    async def anchor(self, chain: str) -> Anchor:
+        """Where a chain starts now: the genesis, or the last purged link."""
+        found = await self.anchors.find_one({"_id": chain})
+        if found is None:
+            return Anchor()
+        return Anchor(int(found["seq"]), str(found["hash"]))
+
+    async def chains(self) -> list[str]:
+        """Every chain that has records or a purge anchor."""
+        names = set(await self.decisions.distinct("chain"))
+        names.update(await self.anchors.distinct("_id"))
+        return sorted(str(name) for name in names if name)
+
+    async def verify(self, since: float | None = None) -> list[VerifyReport]:
+        """Recompute every chain (from the first record at or after ``since``)."""
+        reports = []
+        for chain in await self.chains():
+            reports.append(await self.verify_one(chain, since))
+        return reports
+
+    async def verify_one(self, chain: str, since: float | None = None) -> VerifyReport:
+        """Recompute one chain and name its first broken link."""
+        anchor: Anchor | None = await self.anchor(chain)
+        start = anchor.seq + 1 if anchor else 1
+        if since is not None:
+            first = self.decisions.find({"chain": chain, "time": {"$gte": since}}, {"chain_seq": 1})
+            seqs = [doc["chain_seq"] async for doc in first.sort("chain_seq", ASCENDING).limit(1)]
+            if not seqs:
+                return VerifyReport(chain)
+            if seqs[0] > start:
+                start = int(seqs[0])
+                before = await self.decisions.find_one({"chain": chain, "chain_seq": start - 1})
+                anchor = Anchor(start - 1, str(before["hash"])) if before else None
+        documents = self.decisions.find({"chain": chain, "chain_seq": {"$gte": start}})
+        return await verify_chain(chain, documents.sort("chain_seq", ASCENDING), anchor)
+
+    async def purge(self, before: float, batch: int = 1000) -> int:
+        """Remove records older than ``before`` from the start of every chain.
+
+        Only a prefix of each chain is removed (up to the first newer record), and the
+        last removed link is kept as the chain's anchor *before* the records go, so the
+        remaining chain still verifies from its first record.
+        """
+        removed = 0
+        for chain in await self.chains():
+            while True:
+                anchor = await self.anchor(chain)
+                found = self.decisions.find(
+                    {"chain": chain, "chain_seq": {"$gt": anchor.seq}},
+                    {"time": 1, "chain_seq": 1, "hash": 1},
+                )
+                prefix = []
+                async for document in found.sort("chain_seq", ASCENDING).limit(batch):
+                    if document["time"] >= before:
+                        break
+                    prefix.append(document)
+                if not prefix:
+                    break
+                last = prefix[-1]
+                await self.anchors.update_one(
+                    {"_id": chain},
+                    {"$set": {"seq": last["chain_seq"], "hash": last["hash"], "at": time.time()}},
+                    upsert=True,
+                )
+                result = await self.decisions.delete_many(
+                    {"_id": {"$in": [document["_id"] for document in prefix]}}
+                )
+                removed += result.deleted_count
+                if len(prefix) < batch:
+                    break
+        return removed
+
+    async def log_admin(self, who: str, action: str, detail: Mapping[str, Any]) -> None:
+        """Keep an administrative action (key management, purge) in the admin log."""
+        await self.admin_log.insert_one(
+            {"time": time.time(), "who": who, "action": action, "detail": dict(detail)}
+        )
+        log.info("admin action %s by %s", action, who)
+
+
+def _public(document: dict[str, Any]) -> dict[str, Any]:
+    document.pop("_id", None)
+    return document

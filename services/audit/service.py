@@ -1,7 +1,10 @@
-"""The audit service: a durable pull consumer of ``TFW_DECISIONS`` into the archive.
+"""The audit service: durable pull consumers of ``TFW_DECISIONS``.
 
-A record is acknowledged only after MongoDB has it, so a crash or a database outage
-delays records but never loses them; redelivered records are stored once.
+In ``archive`` mode a record is chained and stored in MongoDB, and only then
+acknowledged, so a crash or a database outage delays records but never loses them;
+redelivered records are stored once. The same process serves the query API
+(uvicorn on ``api_port``) and purges records past the retention. In ``forwarder``
+mode (or ``all``) a second durable consumer ships records to syslog.
 """
 
 from __future__ import annotations
@@ -9,24 +12,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import time
+from collections.abc import Generator
 from typing import Any
 
 import nats.errors
 import nats.js.errors
+import uvicorn
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig
-from prometheus_client import Counter
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter, Gauge
 from pymongo import AsyncMongoClient
 
+from services.audit.api import create_app
 from services.audit.archive import Archive
+from services.audit.forwarder import SyslogForwarder
+from services.audit.keys import ApiKeys
 from services.audit.settings import AuditSettings
 from services.common.bus import BusService, decision_stream_config
-from services.common.contracts import ContractError, DecisionRecord, decode
+from services.common.contracts import ContractError, DecisionRecord, Subjects, decode
 from services.common.ops import spawn
 
 log = logging.getLogger(__name__)
 
 ARCHIVED = Counter("tfw_audit_records_total", "Decision records archived", ["outcome"])
+ARCHIVE_DOWN = Gauge("tfw_audit_archive_unavailable", "1 while MongoDB refuses records")
+PURGED = Counter("tfw_audit_purged_total", "Records removed by the retention purge")
+
+
+async def ensure_decision_stream(
+    js: JetStreamContext, subjects: Subjects, settings: AuditSettings
+) -> None:
+    """Create the decision stream, or check that the existing one takes our subjects
+    and carries our limits (updating the limits when they changed)."""
+    config = decision_stream_config(
+        subjects, settings.stream_max_age_s, settings.stream_max_bytes, settings.stream_replicas
+    )
+    try:
+        info = await js.stream_info(config.name or "")
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(config)
+        log.info("created stream %s", config.name)
+        return
+    if subjects.decisions_all not in (info.config.subjects or []):
+        raise RuntimeError(
+            f"stream {config.name} exists without subject {subjects.decisions_all}; "
+            "refusing to consume from it"
+        )
+    if info.config.max_age != config.max_age or info.config.max_bytes != config.max_bytes:
+        await js.update_stream(config)
+        log.info("updated the limits of stream %s", config.name)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our event loop: the service owns the signals, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 class Audit(BusService):
@@ -43,54 +88,84 @@ class Audit(BusService):
             socketTimeoutMS=timeout_ms,
             tz_aware=True,
         )
-        self.archive = Archive(self.mongo, settings.database)
+        self.archive = Archive(self.mongo, settings.database, settings.chain_partition)
+        self.keys = ApiKeys(self.mongo, settings.database)
+        self.forwarder: SyslogForwarder | None = None
+        self.api_port: int | None = None
         self._consuming = False
-        self._task: asyncio.Task[Any] | None = None
-        self.health.add_check("consumer", lambda: self._consuming)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._api: _EmbeddedServer | None = None
+        self.health.add_check("consumer", lambda: self._consuming or not settings.archives)
 
     async def setup(self) -> None:
         assert self.nc is not None
         js = self.nc.jetstream()
-        config = decision_stream_config(
-            self.subjects,
-            self.settings.stream_max_age_s,
-            self.settings.stream_max_bytes,
-            self.settings.stream_replicas,
-        )
-        try:
-            await js.stream_info(config.name or "")
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-        await self.archive.ensure_indexes()
-        self.subscription = await js.pull_subscribe(
-            self.subjects.decisions_all,
-            durable=self.settings.consumer,
-            stream=self.subjects.decision_stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.settings.ack_wait_s,
-                max_ack_pending=self.settings.batch_size * 4,
-            ),
-        )
-        self._task = spawn(self.consume(), "audit-consume")
+        await ensure_decision_stream(js, self.subjects, self.settings)
+        if self.settings.archives:
+            await self.archive.ensure_indexes()
+            self.subscription = await js.pull_subscribe(
+                self.subjects.decisions_all,
+                durable=self.settings.consumer,
+                stream=self.subjects.decision_stream,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=self.settings.ack_wait_s,
+                    deliver_policy=DeliverPolicy.ALL,
+                    max_deliver=self.settings.max_deliver,
+                    max_ack_pending=self.settings.batch_size * 4,
+                ),
+            )
+            self._tasks.append(spawn(self.consume(), "audit-consume"))
+            if self.settings.retention_days > 0:
+                self._tasks.append(spawn(self.purge_loop(), "audit-purge"))
+            if self.settings.api_enabled:
+                await self.start_api()
+        if self.settings.forwards:
+            self.forwarder = SyslogForwarder(js, self.subjects, self.settings)
+            await self.forwarder.subscribe()
+            self._tasks.append(spawn(self.forwarder.run(), "audit-syslog"))
 
-    async def teardown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.mongo.close()
+    async def start_api(self) -> None:
+        """Serve the query API from this process, on ``api_port`` (0: any free port)."""
+        app = create_app(
+            self.archive,
+            self.keys,
+            allow_anonymous=self.settings.api_allow_anonymous and not self.settings.is_production,
+            page_max=self.settings.api_page_max,
+        )
+        listener = socket.socket(
+            socket.AF_INET6 if ":" in self.settings.api_host else socket.AF_INET
+        )
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.settings.api_host, self.settings.api_port))
+        self.api_port = int(listener.getsockname()[1])
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        self._api = _EmbeddedServer(config)
+        self._tasks.append(spawn(self._api.serve(sockets=[listener]), "audit-api"))
+        log.info("audit API on http://%s:%d/docs", self.settings.api_host, self.api_port)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._api is not None:
+            self._api.should_exit = True
+        for task in self._tasks:
+            if task.get_name() != "audit-api":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         # A pull subscription has nothing in flight once the fetch loop ended; leaving
         # it to drain() makes the drain wait for its full timeout.
         if getattr(self, "subscription", None) is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self.subscription.unsubscribe()
+        if self.forwarder is not None:
+            await self.forwarder.unsubscribe()
         await super().stop()
 
+    async def teardown(self) -> None:
+        await self.mongo.close()
+
     async def consume(self) -> None:
+        """Fetch, store, acknowledge, for ever. A batch that cannot be stored is
+        left unacknowledged and comes back."""
         while True:
             try:
                 messages = await self.subscription.fetch(
@@ -99,26 +174,27 @@ class Audit(BusService):
             except TimeoutError:
                 self._consuming = True
                 continue
-            except asyncio.CancelledError:
-                raise
             except nats.errors.Error as exc:
                 self._consuming = False
                 log.warning("fetch failed (%s); retrying", exc)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(self.settings.retry_delay_s)
                 continue
             self._consuming = True
             try:
                 await self.store(messages)
+                ARCHIVE_DOWN.set(0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # Leave the batch unacknowledged: JetStream redelivers it after ack_wait.
+                ARCHIVE_DOWN.set(1)
                 log.warning("archive unavailable (%s); %d records wait", exc, len(messages))
                 for message in messages:
-                    await message.nak(delay=1.0)
-                await asyncio.sleep(1.0)
+                    with contextlib.suppress(nats.errors.Error):
+                        await message.nak(delay=self.settings.retry_delay_s)
+                await asyncio.sleep(self.settings.retry_delay_s)
 
     async def store(self, messages: list[Msg]) -> None:
+        """Archive one batch, then acknowledge it."""
         records, readable = [], []
         for message in messages:
             try:
@@ -133,3 +209,20 @@ class Audit(BusService):
         ARCHIVED.labels("duplicate").inc(len(records) - new)
         for message in readable:
             await message.ack()
+
+    async def purge_loop(self) -> None:
+        """Remove records past the retention, every ``purge_interval_s``."""
+        while True:
+            try:
+                cutoff = time.time() - self.settings.retention_days * 86400
+                removed = await self.archive.purge(cutoff)
+                if removed:
+                    PURGED.inc(removed)
+                    await self.archive.log_admin(
+                        "retention", "purge", {"before": cutoff, "removed": removed}
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("retention purge failed; trying again later")
+            await asyncio.sleep(self.settings.purge_interval_s)
