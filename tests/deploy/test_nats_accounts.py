@@ -1,0 +1,166 @@
+"""deploy/nats/accounts.conf on a real nats-server: who may read and write what."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from services.common.contracts import Subjects
+from tests.deploy.conftest import DEPLOY, AccountsServer, load_module
+
+SUBJECTS = Subjects("tfw")
+TOKEN_SUBJECTS = (SUBJECTS.intercepted, SUBJECTS.observed)
+
+
+class Session:
+    """One connection as one user, recording the permission errors the server sends."""
+
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self.violated = asyncio.Event()
+        self.nc: NATS | None = None
+
+    async def on_error(self, exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower():
+            self.violations.append(str(exc))
+            self.violated.set()
+
+    async def refused(self, timeout: float = 2.0) -> bool:
+        """True once the server reported a permissions violation on this connection."""
+        try:
+            await asyncio.wait_for(self.violated.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+@asynccontextmanager
+async def session(server: AccountsServer, user: str) -> AsyncIterator[Session]:
+    state = Session()
+    state.nc = await nats.connect(
+        server.url,
+        user=user,
+        password=server.passwords[user],
+        error_cb=state.on_error,
+        connect_timeout=5,
+        allow_reconnect=False,
+    )
+    try:
+        yield state
+    finally:
+        await state.nc.close()
+
+
+async def delivered(server: AccountsServer, reader: str, subject: str) -> bool:
+    """Whether ``reader`` receives what the interceptor publishes on ``subject``."""
+    async with session(server, reader) as sub, session(server, "interceptor") as pub:
+        assert sub.nc is not None and pub.nc is not None
+        got = asyncio.Event()
+
+        async def on_message(_msg: object) -> None:
+            got.set()
+
+        await sub.nc.subscribe(subject, cb=on_message)
+        await sub.nc.flush()
+        await pub.nc.publish(subject, b"{}")
+        await pub.nc.flush()
+        waiter = asyncio.ensure_future(got.wait())
+        refusal = asyncio.ensure_future(sub.violated.wait())
+        done, pending = await asyncio.wait(
+            {waiter, refusal}, timeout=3.0, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        return waiter in done
+
+
+@pytest.mark.parametrize("subject", TOKEN_SUBJECTS)
+async def test_only_the_resolver_receives_the_subjects_that_carry_tokens(
+    accounts_server: AccountsServer, subject: str
+) -> None:
+    assert await delivered(accounts_server, "resolver", subject)
+    for user in ("interceptor", "decider", "audit", "siem", "admin"):
+        assert not await delivered(accounts_server, user, subject), user
+
+
+async def test_no_user_but_the_resolver_may_subscribe_to_every_subject(
+    accounts_server: AccountsServer,
+) -> None:
+    for user in ("interceptor", "decider", "audit", "siem", "admin"):
+        async with session(accounts_server, user) as state:
+            assert state.nc is not None
+            await state.nc.subscribe(">")
+            await state.nc.flush()
+            assert await state.refused(), user
+
+
+@pytest.mark.parametrize(
+    ("user", "subject"),
+    [
+        ("interceptor", SUBJECTS.enriched),
+        ("interceptor", "tfw.v1.decisions.allow"),
+        ("resolver", SUBJECTS.intercepted),
+        ("resolver", "tfw.v1.decisions.allow"),
+        ("decider", SUBJECTS.enriched),
+        ("decider", "$KV.tfw_rules.active"),
+        ("audit", "tfw.v1.decisions.block"),
+        ("resolver", "$KV.tfw_rules.active"),
+        ("decider", "$JS.API.STREAM.CREATE.KV_tfw_rules"),
+        ("audit", "$JS.API.STREAM.CREATE.TFW_DECISIONS"),
+        ("audit", "$JS.API.STREAM.PURGE.TFW_DECISIONS"),
+        ("siem", "$JS.API.CONSUMER.DELETE.TFW_DECISIONS.audit"),
+    ],
+)
+async def test_a_service_may_not_publish_outside_its_allow_list(
+    accounts_server: AccountsServer, user: str, subject: str
+) -> None:
+    async with session(accounts_server, user) as state:
+        assert state.nc is not None
+        await state.nc.publish(subject, b"{}")
+        await state.nc.flush()
+        assert await state.refused()
+
+
+@pytest.mark.parametrize(
+    ("user", "subject"),
+    [
+        ("interceptor", SUBJECTS.intercepted),
+        ("interceptor", SUBJECTS.observed),
+        ("resolver", SUBJECTS.enriched),
+        ("decider", "tfw.v1.decisions.allow"),
+        ("admin", "$KV.tfw_rules.active"),
+    ],
+)
+async def test_a_service_may_publish_what_it_must(
+    accounts_server: AccountsServer, user: str, subject: str
+) -> None:
+    async with session(accounts_server, user) as state:
+        assert state.nc is not None
+        await state.nc.publish(subject, b"{}")
+        await state.nc.flush()
+        assert not await state.refused(timeout=0.5), state.violations
+
+
+async def test_the_bootstrap_creates_the_stream_and_the_rule_bucket_twice_over(
+    accounts_server: AccountsServer,
+) -> None:
+    bootstrap = load_module(DEPLOY / "nats" / "bootstrap.py", "tfw_bootstrap")
+    env = {**accounts_server.env("admin"), "TFW_SIEM_CONSUMERS": "siem"}
+    settings = bootstrap.BootstrapSettings.load(env=env)
+    await bootstrap.bootstrap(settings)
+    await bootstrap.bootstrap(settings)  # idempotent: the second run changes nothing
+
+    async with session(accounts_server, "admin") as state:
+        assert state.nc is not None
+        js = state.nc.jetstream()
+        stream = await js.stream_info(SUBJECTS.decision_stream)
+        assert stream.config.subjects == [SUBJECTS.decisions_all]
+        kv = await js.key_value(SUBJECTS.rules_bucket)
+        assert (await kv.status()).history == 10
+        consumer = await js.consumer_info(SUBJECTS.decision_stream, "siem")
+        assert consumer.config.durable_name == "siem"

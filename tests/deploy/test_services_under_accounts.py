@@ -1,0 +1,128 @@
+"""The four services run end to end with the NATS users and permissions they get in
+Kubernetes: each under its own user of deploy/nats/accounts.conf, after the
+bootstrap Job's work, against a real nats-server, SecantusDB and mitmproxy."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pymongo import MongoClient
+
+from tests.deploy.conftest import DEPLOY, AccountsServer, load_module
+from tests.support.tokens import skypetoken
+from tests.support.upstream import RecordingUpstream
+from tfw.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
+ALICE = "a11ce000-0000-4000-8000-000000000001"
+CONV = (
+    "19%3Aa11ce000-0000-4000-8000-000000000001_"
+    "b0b00000-0000-4000-8000-000000000002%40unq.gbl.spaces"
+)
+SEND = f"https://emea.ng.msg.teams.microsoft.com/v1/users/ME/conversations/{CONV}/messages"
+EDIT = f"{SEND}/1764493200123"
+RULES = f"""
+internal_tenants: [{FIRM}]
+rules:
+  - name: No edits
+    when: {{actions: [message.edit]}}
+    then: [block]
+"""
+
+
+@dataclass
+class Deployment:
+    stack: Stack
+    upstream: RecordingUpstream
+    database: str
+
+    def client(self) -> httpx.Client:
+        port = self.stack.find("interceptor").port
+        ca = self.stack.data_dir / "mitmproxy" / "mitmproxy-ca-cert.pem"
+        return httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=str(ca), timeout=10)
+
+    def archived(self, decision_id: str, timeout: float = 15.0) -> list[dict]:
+        assert self.stack.mongodb_uri
+        mongo: MongoClient[dict[str, Any]]
+        with MongoClient(self.stack.mongodb_uri) as mongo:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                found = list(mongo[self.database].decisions.find({"decision_id": decision_id}))
+                if found:
+                    return found
+                time.sleep(0.2)
+        return []
+
+
+@pytest.fixture(scope="module")
+def deployment(accounts_server: AccountsServer) -> Iterator[Deployment]:
+    bootstrap = load_module(DEPLOY / "nats" / "bootstrap.py", "tfw_bootstrap")
+    asyncio.run(
+        bootstrap.bootstrap(bootstrap.BootstrapSettings.load(env=accounts_server.env("admin")))
+    )
+
+    base = accounts_server.stack
+    data = base.data_dir / "services"
+    data.mkdir(exist_ok=True)
+    rules = data / "rules.yaml"
+    rules.write_text(RULES)
+    database = "tfw_deploy_" + secrets.token_hex(4)
+    stack = Stack(data, log=base.log, nats_url=accounts_server.url, mongodb_uri=base.mongodb_uri)
+    with RecordingUpstream() as upstream, stack:
+        common = {"TFW_DATABASE": database}
+        stack.start_service("resolver", {**common, **accounts_server.env("resolver")})
+        stack.start_service(
+            "decider",
+            {**common, **accounts_server.env("decider"), "TFW_RULES_FILE": str(rules)},
+        )
+        stack.start_service("audit", {**common, **accounts_server.env("audit")})
+        stack.start_service(
+            "interceptor",
+            {
+                **common,
+                **accounts_server.env("interceptor"),
+                "TFW_MAP_REMOTE": (
+                    f"|https://[^/]*teams\\.microsoft\\.com|http://127.0.0.1:{upstream.port}"
+                ),
+            },
+        )
+        yield Deployment(stack, upstream, database)
+
+
+def _call(deployment: Deployment, method: str, url: str) -> httpx.Response:
+    headers = {"Authentication": f"skypetoken={skypetoken(ALICE, FIRM)}"}
+    body = {"content": "hi", "messagetype": "Text"}
+    with deployment.client() as client:
+        return client.request(method, url, json=body, headers=headers)
+
+
+def test_an_allowed_send_reaches_teams_through_the_permitted_subjects(
+    deployment: Deployment,
+) -> None:
+    before = len(deployment.upstream.received)
+    response = _call(deployment, "POST", SEND)
+    assert response.status_code == 201, response.text
+    assert len(deployment.upstream.received) == before + 1
+
+
+def test_a_blocked_edit_is_answered_by_the_rule_and_archived_by_audit(
+    deployment: Deployment,
+) -> None:
+    before = len(deployment.upstream.received)
+    response = _call(deployment, "PUT", EDIT)
+    assert response.status_code == 403
+    body = orjson.loads(response.content)
+    assert "No edits" in body["message"]
+    assert len(deployment.upstream.received) == before
+    records = deployment.archived(body["decisionId"])
+    assert [record["decision"] for record in records] == ["block"]
