@@ -27,13 +27,13 @@ from services.resolver.context import (
     thread_type,
 )
 from services.resolver.credentials import Token, TokenProblem, decode_claims, extract_tokens
-from services.resolver.people import profile_items, user_from_profile
+from services.resolver.people import People, profile_items, user_from_profile
 from services.resolver.store import ConversationRecord, Endpoints, Store, TtlCache
 from services.resolver.tokens import TokenCipher, purpose_of, session_of, user_of
 
 log = logging.getLogger(__name__)
 
-_AUTHZ = re.compile(r"/(?:api/)?(?:authsvc/)?v1\.0/authz(?:/consumer)?/?$", re.IGNORECASE)
+_AUTHZ = re.compile(r"/(?:api/)?(?:auth(?:svc)?/)?v1\.0/authz(?:/consumer)?/?$", re.IGNORECASE)
 _THREAD = re.compile(r"^/v1/threads/(?P<conv>[^/]+)/?$", re.IGNORECASE)
 _MEMBERS = re.compile(r"^/v1/threads/(?P<conv>[^/]+)/members/?$", re.IGNORECASE)
 _HORIZONS = re.compile(r"^/v1/threads/(?P<conv>[^/]+)/consumptionhorizons/?$", re.IGNORECASE)
@@ -45,9 +45,15 @@ class Learner:
     """Turns tokens and observed lookup answers into store records."""
 
     def __init__(
-        self, store: Store, cipher: TokenCipher, conversation_ttl_s: float, user_ttl_s: float
+        self,
+        store: Store,
+        cipher: TokenCipher,
+        conversation_ttl_s: float,
+        user_ttl_s: float,
+        people: People | None = None,
     ) -> None:
         self.store = store
+        self.people = people
         self.cipher = cipher
         self.conversation_ttl_s = conversation_ttl_s
         self.user_ttl_s = user_ttl_s
@@ -105,9 +111,10 @@ class Learner:
             return await self._members(found["conv"], answer, query)
         if found := _HORIZONS.match(normal):
             return await self._horizons(found["conv"], answer)
-        if _SHORT.search(normal) or _FEDERATED.search(normal):
-            tenant = requester.claims.get("tid") if requester and _SHORT.search(normal) else None
-            return await self._profiles(answer, tenant if isinstance(tenant, str) else None)
+        if _FEDERATED.search(normal):
+            return await self._profiles(answer, None, None)
+        if _SHORT.search(normal):
+            return await self._profiles(answer, requester, _text_claim(requester, "tid"))
         return "ignored: not a lookup we learn from"
 
     async def _authz(self, answer: Any, observation: Observation, requester: Token | None) -> str:
@@ -205,16 +212,37 @@ class Learner:
         )
         return "horizons"
 
-    async def _profiles(self, answer: Any, tenant: str | None) -> str:
+    async def _profiles(
+        self, answer: Any, requester: Token | None, requester_tenant: str | None
+    ) -> str:
+        """Keep profiles whose tenant is certain: fetchFederated names it; for
+        fetchShortProfile, the requester's own, a tenant name already tied to an id,
+        or (no tenant name at all) the requester's tenant as in 2021. Others wait for
+        a lookup of ours, which asks fetchFederated."""
         expires = time.time() + self.user_ttl_s
-        records = [
-            user_from_profile(item, tenant.lower() if tenant else None, expires, "observed")
-            for item in profile_items(answer)
-        ]
+        me = f"8:orgid:{user_of(requester)}" if requester and user_of(requester) else None
+        records = []
+        for item in profile_items(answer):
+            record = user_from_profile(item, None, expires, "observed")
+            if record.tenant_id is None and requester_tenant is not None:
+                tied = self.people.tenant_of_name(record.tenant_name) if self.people else None
+                if record.mri == me and self.people is not None:
+                    self.people.tie(record.tenant_name, requester_tenant)
+                if record.mri == me or record.tenant_name is None:
+                    record.tenant_id = requester_tenant.lower()
+                elif tied is not None:
+                    record.tenant_id = tied
+            if record.tenant_id is not None:
+                records.append(record)
         if not records:
-            return "ignored: no profiles"
+            return "ignored: no profile with a certain tenant"
         await self.store.save_users(records)
         return "profiles"
+
+
+def _text_claim(token: Token | None, claim: str) -> str | None:
+    value = token.claims.get(claim) if token else None
+    return value if isinstance(value, str) and value else None
 
 
 def _skypetoken_of(answer: dict[str, Any]) -> str | None:

@@ -1,11 +1,20 @@
 """Who people are: MRI kinds, profile lookups in batches, and participants.
 
 Profiles come from the middle tier with the acting user's spaces token:
-``fetchShortProfile`` (batches of up to 900, no tenant id in the answer, so a user
-found there is in the conversation's tenant) and ``fetchFederated`` for whoever it
-did not know (it names each user's ``tenantId``; the answer is an object with
-``value`` or a bare array). Lookups are single-flight per user: a user being looked
-up for one request is awaited, not fetched again, by the next.
+``fetchShortProfile`` (batches of up to 900) and ``fetchFederated`` (its answer is an
+object with ``value`` or a bare array, and names each user's ``tenantId``).
+
+fetchShortProfile gives no tenant id, only a ``tenantName``. The 2021 tool put every
+user found there in the caller's tenant, which makes a colleague from a sister tenant
+look like one of ours. Here a ``tenantName`` is mapped to a tenant id only when an
+authoritative source tied the two (the actor's own token, or a fetchFederated
+answer); a user whose tenant name is not tied yet is asked of fetchFederated, in one
+batch. Users with no tenant name, or unknown to fetchFederated, fall back to the
+conversation's tenant as in 2021. (A tenant that names itself like ours is therefore
+taken for ours, exactly as the 2021 tool took everyone.)
+
+Lookups are single-flight per user: a user being looked up for one request is
+awaited, not fetched again, by the next.
 """
 
 from __future__ import annotations
@@ -114,6 +123,7 @@ def user_from_profile(
         display_name=_text(item.get("displayName")),
         tenant_id=_lower(item.get("tenantId")) or tenant_id,
         user_type=_text(item.get("userType")),
+        tenant_name=_lower(item.get("tenantName")),
         source=source,
     )
 
@@ -124,6 +134,8 @@ class ProfileAccess:
 
     user: str  # the acting user's oid: whose spaces tokens to use
     base: str  # https://teams.microsoft.com/api/mt/{region} or the authz middleTier
+    actor_mri: str | None = None
+    actor_tenant: str | None = None  # from the actor's token: authoritative
 
 
 class People:
@@ -143,6 +155,8 @@ class People:
         self.user_ttl_s = user_ttl_s
         self.batch_size = batch_size
         self._flights: dict[str, asyncio.Future[UserRecord | None]] = {}
+        # tenantName (lower case) -> tenant id, tied by an authoritative source.
+        self.tenant_names: dict[str, str] = {}
 
     async def users(
         self, mris: Iterable[str], access: ProfileAccess | None, tenant_hint: str | None
@@ -188,21 +202,63 @@ class People:
         if access is None:
             raise LookupFailed("no middle-tier address known for the actor")
         expires = time.time() + self.user_ttl_s
+        await self._tie_actor(access)
         found: dict[str, UserRecord] = {}
         for start in range(0, len(mris), self.batch_size):
             batch = mris[start : start + self.batch_size]
             answer = await self._middle_tier("profiles", access, SHORT_PROFILE, batch)
             for item in profile_items(answer):
-                record = user_from_profile(item, tenant_hint, expires)
-                found[record.mri] = record
-        strangers = [mri for mri in mris if mri not in found]
-        if strangers:
-            answer = await self._middle_tier("federated", access, FEDERATED, strangers)
-            for item in profile_items(answer):
                 record = user_from_profile(item, None, expires)
                 found[record.mri] = record
+        actor = normal_mri(access.actor_mri) if access.actor_mri else None
+        if actor in found and access.actor_tenant:
+            self.tie(found[actor].tenant_name, access.actor_tenant)
+        strangers: list[str] = []
+        for mri in mris:
+            short = found.get(mri)
+            if short is None:
+                strangers.append(mri)
+            elif mri == actor and access.actor_tenant:
+                short.tenant_id = access.actor_tenant
+            elif short.tenant_name is None:
+                short.tenant_id = tenant_hint
+            elif short.tenant_name in self.tenant_names:
+                short.tenant_id = self.tenant_names[short.tenant_name]
+            else:
+                strangers.append(mri)
+        for start in range(0, len(strangers), self.batch_size):
+            batch = strangers[start : start + self.batch_size]
+            answer = await self._middle_tier("federated", access, FEDERATED, batch)
+            for item in profile_items(answer):
+                federated = user_from_profile(item, None, expires)
+                earlier = found.get(federated.mri)
+                if earlier is not None and federated.tenant_id:
+                    self.tie(earlier.tenant_name, federated.tenant_id)
+                    federated.tenant_name = federated.tenant_name or earlier.tenant_name
+                found[federated.mri] = federated
+        for record in found.values():
+            if record.tenant_id is None:
+                record.tenant_id = tenant_hint
         await self.store.save_users(list(found.values()))
         return found
+
+    def tenant_of_name(self, tenant_name: str | None) -> str | None:
+        """The tenant id tied to a tenant name, if an authoritative source tied it."""
+        return self.tenant_names.get(tenant_name) if tenant_name else None
+
+    def tie(self, tenant_name: str | None, tenant_id: str) -> None:
+        """Tie a tenant name to its id; the first authoritative tie stays."""
+        if tenant_name and tenant_name not in self.tenant_names:
+            self.tenant_names[tenant_name] = tenant_id.lower()
+
+    async def _tie_actor(self, access: ProfileAccess) -> None:
+        """Tie the actor's tenant name from their cached profile to their token's tenant."""
+        if access.actor_mri is None or access.actor_tenant is None:
+            return
+        known = await self.store.users_by_mri([access.actor_mri])
+        record = known.get(normal_mri(access.actor_mri))
+        if record is not None:
+            self.tie(record.tenant_name, access.actor_tenant)
 
     async def _middle_tier(
         self, kind: str, access: ProfileAccess, path: str, body: list[str]

@@ -121,7 +121,9 @@ class Resolution:
             tokens=usable,
         )
         base = middle_tier_base(endpoints, region)
-        access = ProfileAccess(user, base) if user and base else None
+        access = None
+        if user and base:
+            access = ProfileAccess(user, base, event.actor.mri, event.actor.tenant_id)
         return caller, access
 
     async def _conversation(

@@ -74,7 +74,7 @@ def build_resolution(
         settings.max_member_pages,
     )
     people = People(store, client, cipher, settings.user_ttl_s, settings.profile_batch_size)
-    learner = Learner(store, cipher, settings.conversation_ttl_s, settings.user_ttl_s)
+    learner = Learner(store, cipher, settings.conversation_ttl_s, settings.user_ttl_s, people)
     resolution = Resolution(store, conversations, people, learner, settings.resolve_timeout_s)
     resolution.internal_tenants = frozenset(t.lower() for t in settings.internal_tenants)
     return resolution

@@ -62,6 +62,7 @@ class UserRecord:
     display_name: str | None = None
     tenant_id: str | None = None
     user_type: str | None = None
+    tenant_name: str | None = None  # lower case; fetchShortProfile's only tenant hint
     source: str = "lookup"
 
 
