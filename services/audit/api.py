@@ -6,8 +6,8 @@ possible only in development with ``api_allow_anonymous`` set. Administrative
 actions are written to the admin log with the key that made them.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must resolve the Annotated
+# dependencies declared inside create_app at definition time.
 import csv
 import io
 import logging

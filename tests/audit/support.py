@@ -36,6 +36,8 @@ def record(
     """A realistic record; ``at`` defaults to now (ids sort like times)."""
     moment = time.time() if at is None else at
     email = "alice@firm.example" if actor == ALICE else "bob@firm.example"
+    if decision is Decision.BLOCK and rules:
+        extra.setdefault("reason", f"rule '{rules[0]}'")
     return DecisionRecord(
         decision_id=new_decision_id(moment),
         time=moment,
@@ -51,12 +53,9 @@ def record(
         actor=Actor(mri=actor, email=email, tenant_id=FIRM),
         location=Location.INTERNAL,
         federated=False,
-        rules=[
-            MatchedRule(name=name, mode=RuleMode.ENFORCE, actions=["block"]) for name in rules
-        ],
+        rules=[MatchedRule(name=name, mode=RuleMode.ENFORCE, actions=["block"]) for name in rules],
         decision=decision,
         status=403 if decision is Decision.BLOCK else 200,
-        reason=f"rule '{rules[0]}'" if decision is Decision.BLOCK and rules else None,
         **extra,
     )
 
