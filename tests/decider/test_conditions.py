@@ -1,0 +1,161 @@
+"""Every condition of the rule language, seen through the verdict a user gets."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import pytest
+
+from services.decider.decide import decide
+from services.decider.explain import event_from_spec
+from services.decider.rules import compile_rules
+
+FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
+FIRM_EU = "6e2d4c88-1a7b-4b5e-8c3f-2d9e7a0b5c22"
+PARTNER = "9a3f1e55-7c2d-4e8b-a1f0-3b6c9d2e4f33"
+
+HEADER = f"""
+internal_tenants: [{FIRM}, {FIRM_EU}]
+groups:
+  research: {{people: [alice@firm.example, "*@eu.firm.example"]}}
+  trading: {{people: [bob@firm.example], domains: [trading.firm.example]}}
+  partners: {{tenants: [{PARTNER}]}}
+"""
+
+
+def verdict_for(when: str, event: dict[str, Any]) -> str:
+    """The decision for ``event`` under one blocking rule with the given conditions."""
+    source = HEADER + "rules:\n  - name: R\n    when:\n" + textwrap.indent(
+        textwrap.dedent(when).strip(), "      "
+    ) + "\n    then: [block]\n"
+    rules = compile_rules(source)
+    verdict, _ = decide(event_from_spec(event, rules), rules)
+    return verdict.decision.value
+
+
+ALICE = {"email": "alice@firm.example"}
+BOB = "bob@firm.example"
+ERIN = {"email": "erin@partner.example", "tenant_id": PARTNER}
+
+
+@pytest.mark.parametrize(
+    ("when", "event", "decision"),
+    [
+        # actions
+        ("actions: [message.edit]", {"action": "message.edit"}, "block"),
+        ("actions: [message.edit]", {"action": "message.send"}, "allow"),
+        # conversation types
+        ("conversation_types: [meeting]", {"conversation": "meeting"}, "block"),
+        ("conversation_types: [meeting]", {"conversation": "group"}, "allow"),
+        ("conversation_types: [meeting]", {}, "allow"),
+        # location, from the actor's tenant
+        ("location: external", {"actor": {**ALICE, "tenant_id": PARTNER}}, "block"),
+        ("location: external", {"actor": ALICE}, "allow"),
+        ("location: internal", {"actor": {**ALICE, "tenant_id": FIRM_EU}}, "block"),
+        # federated true and false
+        ("federated: true", {"actor": ALICE, "participants": [ERIN]}, "block"),
+        ("federated: true", {"actor": ALICE, "participants": [BOB]}, "allow"),
+        ("federated: false", {"actor": ALICE, "participants": [BOB]}, "block"),
+        ("federated: false", {"actor": ALICE, "participants": [ERIN]}, "allow"),
+        # actors: patterns, upn, groups, exclusions
+        ("actors: ['*@firm.example']", {"actor": ALICE}, "block"),
+        ("actors: ['*@firm.example']", {"actor": {"email": "a@firm.example.evil.test"}}, "allow"),
+        ("actors: [alice@firm.example]", {"actor": {"upn": "ALICE@firm.example"}}, "block"),
+        ("actors: ['group:research']", {"actor": {"email": "carol@eu.firm.example"}}, "block"),
+        ("actors: ['group:research']", {"actor": {"email": BOB}}, "allow"),
+        ("actors: ['group:partners']", {"actor": ERIN}, "block"),
+        ("actors: ['domain:trading.firm.example']", {"actor": {"email": "t@trading.firm.example"}},
+         "block"),
+        (f"actors: ['tenant:{PARTNER}']", {"actor": ERIN}, "block"),
+        ("not_actors: ['group:research']", {"actor": {"email": BOB}}, "block"),
+        ("not_actors: ['group:research']", {"actor": ALICE}, "allow"),
+        # participants: the 2021 list form means any
+        ("participants: ['*@client-co.example']",
+         {"participants": ["frank@client-co.example"]}, "block"),
+        ("participants: ['*@client-co.example']",
+         {"participants": ["mallory@client-co.example.evil.test"]}, "allow"),
+        ("participants: {any: ['group:trading']}", {"participants": [BOB]}, "block"),
+        ("participants: {all: ['*@firm.example']}", {"actor": ALICE, "participants": [BOB]},
+         "block"),
+        ("participants: {all: ['*@firm.example']}", {"actor": ALICE, "participants": [ERIN]},
+         "allow"),
+        ("participants: {none: ['group:partners']}", {"participants": [BOB]}, "block"),
+        ("participants: {none: ['group:partners']}", {"participants": [ERIN]}, "allow"),
+        ("participants: {any: ['group:trading'], none: ['group:partners']}",
+         {"participants": [BOB, ERIN]}, "allow"),
+        # participants outside every internal tenant
+        ("external_participants: true", {"participants": [ERIN]}, "block"),
+        ("external_participants: true",
+         {"participants": [{"email": "c@eu.firm.example", "tenant_id": FIRM_EU}]}, "allow"),
+        ("external_participants: false", {"participants": [BOB]}, "block"),
+        # time windows in a time zone (2026-12-01 is a Tuesday)
+        ("time: {tz: Europe/London, days: [tue], from: '09:00', to: '17:00'}",
+         {"time": "2026-12-01T10:00:00Z"}, "block"),
+        ("time: {tz: Europe/London, days: [tue], from: '09:00', to: '17:00'}",
+         {"time": "2026-12-01T18:00:00Z"}, "allow"),
+        ("time: {tz: America/New_York, days: [mon]}", {"time": "2026-12-01T03:00:00Z"}, "block"),
+        ("time: {tz: Asia/Tokyo, from: '22:00', to: '06:00'}", {"time": "2026-12-01T14:00:00Z"},
+         "block"),
+        ("time: {tz: Asia/Tokyo, from: '22:00', to: '06:00'}", {"time": "2026-12-01T03:00:00Z"},
+         "allow"),
+        # content: keywords are whole words, folded; regex on the plain text
+        ("text: {keywords: [insider]}", {"text": "this is INSIDER info"}, "block"),
+        ("text: {keywords: [insider]}", {"text": "insiders welcome"}, "allow"),
+        ("text: {keywords: [insider]}", {"text": "ｉｎｓｉｄｅｒ tip"}, "block"),
+        ("text: {keywords: [front run]}", {"text": "let us front run it"}, "block"),
+        ("text: {regex: ['\\b\\d{4}-\\d{4}\\b']}", {"text": "card 1234-5678 ok"}, "block"),
+        ("text: {regex: ['ISIN\\s*[A-Z]{2}']}", {"text": "isin us0378331005"}, "block"),
+        ("text: {keywords: [insider]}", {"text": "fine"}, "allow"),
+        # content applies to every message type, known or not
+        ("text: {keywords: [insider]}",
+         {"text": "insider", "message_type": "RichText/Media_FutureThing"}, "block"),
+        # attachments
+        ("files: true", {"files": ["positions.xlsx"]}, "block"),
+        ("files: true", {}, "allow"),
+        ("files: false", {}, "block"),
+        ("files: {extensions: [xlsx, .CSV]}", {"files": ["data.csv"]}, "block"),
+        ("files: {extensions: [xlsx]}", {"files": ["notes.docx"]}, "allow"),
+    ],
+)
+def test_a_condition_decides_whether_its_rule_blocks(
+    when: str, event: dict[str, Any], decision: str
+) -> None:
+    assert verdict_for(when, event) == decision
+
+
+@pytest.mark.parametrize(
+    ("wall", "actor", "others", "decision"),
+    [
+        ("between: [research, trading]", ALICE, [BOB], "block"),
+        ("between: [research, trading]", {"email": BOB}, ["alice@firm.example"], "block"),
+        ("from: research\n  to: trading", ALICE, [BOB], "block"),
+        ("from: research\n  to: trading", {"email": BOB}, ["alice@firm.example"], "allow"),
+        ("between: [research, trading]", ALICE, ["carol@eu.firm.example"], "allow"),
+        ("between: [research, trading]", ALICE, ["t@trading.firm.example"], "block"),
+    ],
+)
+def test_walls_block_one_way_or_both_ways(
+    wall: str, actor: dict[str, str], others: list[str], decision: str
+) -> None:
+    source = HEADER + f"walls:\n- name: W\n  {wall}\n"
+    rules = compile_rules(source)
+    event = event_from_spec({"actor": actor, "participants": others}, rules)
+    verdict, _ = decide(event, rules)
+    assert verdict.decision.value == decision
+
+
+def test_a_wall_does_not_count_the_actor_as_being_on_the_other_side() -> None:
+    source = HEADER + "walls:\n- name: W\n  between: [research, research]\n"
+    rules = compile_rules(source)
+    event = event_from_spec({"actor": ALICE, "participants": []}, rules)
+    assert decide(event, rules)[0].decision.value == "allow"
+
+
+def test_a_wall_applies_only_to_its_actions() -> None:
+    source = HEADER + "walls:\n- name: W\n  between: [research, trading]\n  actions: [typing]\n"
+    rules = compile_rules(source)
+    send = event_from_spec({"actor": ALICE, "participants": [BOB]}, rules)
+    typing = event_from_spec({"actor": ALICE, "participants": [BOB], "action": "typing"}, rules)
+    assert decide(send, rules)[0].decision.value == "allow"
+    assert decide(typing, rules)[0].decision.value == "block"
