@@ -226,6 +226,7 @@ class Interceptor:
         host, path = flow.metadata.get(_ORIGIN) or (request.pretty_host, request.path)
         if decided.observe_token and self.settings.observe and has_credentials(request.headers):
             self.observer.offer_token(request.method, host, path, request.headers)
+        _frame_body(request)
         if not decided.decide:
             REQUESTS.labels("read" if decided.chat_service else "passed").inc()
             self._forwarded_for(flow, decided)
@@ -441,6 +442,19 @@ class Interceptor:
             "paths on it are decided)",
             host,
         )
+
+
+def _frame_body(request: http.Request) -> None:
+    """Give a whole body that came without a length (HTTP/2, HTTP/3) a Content-Length.
+
+    mitmproxy forwards such a request to an HTTP/1.1 server with neither a length nor
+    chunked encoding, and the server then reads no body at all.
+    """
+    if request.stream or "content-length" in request.headers:
+        return
+    if "transfer-encoding" in request.headers or not request.raw_content:
+        return
+    request.headers["content-length"] = str(len(request.raw_content))
 
 
 def _peer(flow: http.HTTPFlow) -> str:
