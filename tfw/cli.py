@@ -11,6 +11,8 @@ COMMAND_MODULES = (
     "tfw.commands.up",
     "tfw.commands.run",
     "tfw.commands.audit",
+    "tfw.commands.demo",
+    "tfw.commands.rules",
 )
 
 

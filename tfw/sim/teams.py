@@ -169,6 +169,9 @@ def _handler_for(simulator: TeamsSimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = SOCKET_TIMEOUT_S
+        # Headers and body go out in two writes: without this, Nagle's algorithm and
+        # delayed ACKs add about 40 ms to every keep-alive response.
+        disable_nagle_algorithm = True
 
         def _read_body(self) -> bytes:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

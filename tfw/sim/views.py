@@ -33,17 +33,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def role_of(org: Org, conversation: Conversation, account: Account) -> str:
-    roster = org.members(conversation)
+def role_of(roster: list[Account], account: Account) -> str:
+    """The creator (first of the roster) is Admin; guests are Guest; the rest User."""
     if roster and roster[0] is account:
         return "Admin"
     return "Guest" if account.type == "Guest" else "User"
 
 
-def member_entry(org: Org, conversation: Conversation, account: Account, base: str) -> dict:
+def member_entry(roster: list[Account], account: Account, base: str) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": account.mri,
-        "role": role_of(org, conversation, account),
+        "role": role_of(roster, account),
         "userLink": f"{base}/v1/users/ME/contacts/{account.mri}",
         "linkedMri": "",
         "friendlyName": account.name,
@@ -95,7 +95,7 @@ def thread(org: Org, conversation: Conversation, base: str) -> dict[str, Any]:
         "properties": thread_properties(org, conversation),
     }
     if len(roster) <= THREAD_VIEW_MEMBER_CAP:
-        body["members"] = [member_entry(org, conversation, a, base) for a in roster]
+        body["members"] = [member_entry(roster, a, base) for a in roster]
     return body
 
 
@@ -105,7 +105,7 @@ def members_page(
     """One page of ``GET /v1/threads/{id}/members``, with an absolute ``nextLink``."""
     roster = org.members(conversation)
     page = roster[offset : offset + page_size]
-    body: dict[str, Any] = {"members": [member_entry(org, conversation, a, base) for a in page]}
+    body: dict[str, Any] = {"members": [member_entry(roster, a, base) for a in page]}
     following = offset + page_size
     if following < len(roster):
         body["nextLink"] = (
@@ -144,7 +144,7 @@ def conversation_view(org: Org, conversation: Conversation, caller: Account | No
     }
     if "spaceId" in properties:
         thread_properties_view["spaceId"] = properties["spaceId"]
-    role = role_of(org, conversation, caller) if caller else "User"
+    role = role_of(org.members(conversation), caller) if caller else "User"
     return {
         "id": conversation.id,
         "type": "Conversation",
