@@ -42,6 +42,7 @@ RECORD_FAILURES = Counter(
     "tfw_decider_record_failures_total", "Decisions JetStream did not acknowledge"
 )
 RULES_LOADED = Gauge("tfw_decider_rules", "Rules in the active rule set")
+RULE_SWAPS = Counter("tfw_decider_rule_swaps_total", "Rule sets made active")
 
 
 class Decider(BusService):
@@ -90,13 +91,34 @@ class Decider(BusService):
             log.info("created stream %s", config.name)
 
     def use(self, rules: RuleSet) -> None:
+        """Make ``rules`` the active rule set. One reference assignment: a request in
+        flight keeps the rule set it started with, the next one gets the new set."""
+        previous = self.rules.version if self.rules is not None else None
         self.rules = rules
         RULES_LOADED.set(len(rules.rules))
-        log.info("rule set %s active (%d rules)", rules.version, len(rules.rules))
+        RULE_SWAPS.inc()
+        log.info(
+            "rule set %s active (%d rules, %d exceptions; was %s)",
+            rules.version,
+            len(rules.rules),
+            len(rules.exceptions),
+            previous,
+        )
+        for warning in rules.warnings:
+            log.warning("rule set %s: %s", rules.version, warning)
 
     def on_rules(self, value: bytes) -> None:
+        """A new value of the KV key: compiled whole before it replaces anything. A value
+        that does not compile raises, and the watcher keeps the previous rule set."""
         document = decode(RuleSetDocument, value)
-        self.use(compile_rules(document.source))
+        rules = compile_rules(document.source)
+        if rules.version != document.version:
+            log.warning(
+                "pushed version %s does not match its source (%s); using the source's",
+                document.version,
+                rules.version,
+            )
+        self.use(rules)
 
     async def on_enriched(self, msg: Msg) -> None:
         if not msg.reply:

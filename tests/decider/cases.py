@@ -83,8 +83,11 @@ def scenario_events(cases: Path) -> list[tuple[EnrichedEvent, dict[str, Any]]]:
         account = org.accounts[request["as"]]
         tenant = org.tenants[account["tenant"]]
         actor = Actor(
-            mri=f"8:orgid:{account['oid']}", oid=account["oid"], tenant_id=tenant,
-            email=account["email"], user_type=account["type"],
+            mri=f"8:orgid:{account['oid']}",
+            oid=account["oid"],
+            tenant_id=tenant,
+            email=account["email"],
+            user_type=account["type"],
         )
         spec = org.conversation_for(request["url"])
         conversation = participants = None
@@ -116,8 +119,11 @@ def scenario_events(cases: Path) -> list[tuple[EnrichedEvent, dict[str, Any]]]:
             actor=actor,
             credential=credential,
             location=(
-                Location.UNKNOWN if actor.tenant_id is None
-                else Location.INTERNAL if tenant in org.internal else Location.EXTERNAL
+                Location.UNKNOWN
+                if actor.tenant_id is None
+                else Location.INTERNAL
+                if tenant in org.internal
+                else Location.EXTERNAL
             ),
             federated=federated,
             participants=participants or [],

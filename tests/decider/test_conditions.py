@@ -26,9 +26,12 @@ groups:
 
 def verdict_for(when: str, event: dict[str, Any]) -> str:
     """The decision for ``event`` under one blocking rule with the given conditions."""
-    source = HEADER + "rules:\n  - name: R\n    when:\n" + textwrap.indent(
-        textwrap.dedent(when).strip(), "      "
-    ) + "\n    then: [block]\n"
+    source = (
+        HEADER
+        + "rules:\n  - name: R\n    when:\n"
+        + textwrap.indent(textwrap.dedent(when).strip(), "      ")
+        + "\n    then: [block]\n"
+    )
     rules = compile_rules(source)
     verdict, _ = decide(event_from_spec(event, rules), rules)
     return verdict.decision.value
@@ -65,40 +68,73 @@ ERIN = {"email": "erin@partner.example", "tenant_id": PARTNER}
         ("actors: ['group:research']", {"actor": {"email": "carol@eu.firm.example"}}, "block"),
         ("actors: ['group:research']", {"actor": {"email": BOB}}, "allow"),
         ("actors: ['group:partners']", {"actor": ERIN}, "block"),
-        ("actors: ['domain:trading.firm.example']", {"actor": {"email": "t@trading.firm.example"}},
-         "block"),
+        (
+            "actors: ['domain:trading.firm.example']",
+            {"actor": {"email": "t@trading.firm.example"}},
+            "block",
+        ),
         (f"actors: ['tenant:{PARTNER}']", {"actor": ERIN}, "block"),
         ("not_actors: ['group:research']", {"actor": {"email": BOB}}, "block"),
         ("not_actors: ['group:research']", {"actor": ALICE}, "allow"),
         # participants: the 2021 list form means any
-        ("participants: ['*@client-co.example']",
-         {"participants": ["frank@client-co.example"]}, "block"),
-        ("participants: ['*@client-co.example']",
-         {"participants": ["mallory@client-co.example.evil.test"]}, "allow"),
+        (
+            "participants: ['*@client-co.example']",
+            {"participants": ["frank@client-co.example"]},
+            "block",
+        ),
+        (
+            "participants: ['*@client-co.example']",
+            {"participants": ["mallory@client-co.example.evil.test"]},
+            "allow",
+        ),
         ("participants: {any: ['group:trading']}", {"participants": [BOB]}, "block"),
-        ("participants: {all: ['*@firm.example']}", {"actor": ALICE, "participants": [BOB]},
-         "block"),
-        ("participants: {all: ['*@firm.example']}", {"actor": ALICE, "participants": [ERIN]},
-         "allow"),
+        (
+            "participants: {all: ['*@firm.example']}",
+            {"actor": ALICE, "participants": [BOB]},
+            "block",
+        ),
+        (
+            "participants: {all: ['*@firm.example']}",
+            {"actor": ALICE, "participants": [ERIN]},
+            "allow",
+        ),
         ("participants: {none: ['group:partners']}", {"participants": [BOB]}, "block"),
         ("participants: {none: ['group:partners']}", {"participants": [ERIN]}, "allow"),
-        ("participants: {any: ['group:trading'], none: ['group:partners']}",
-         {"participants": [BOB, ERIN]}, "allow"),
+        (
+            "participants: {any: ['group:trading'], none: ['group:partners']}",
+            {"participants": [BOB, ERIN]},
+            "allow",
+        ),
         # participants outside every internal tenant
         ("external_participants: true", {"participants": [ERIN]}, "block"),
-        ("external_participants: true",
-         {"participants": [{"email": "c@eu.firm.example", "tenant_id": FIRM_EU}]}, "allow"),
+        (
+            "external_participants: true",
+            {"participants": [{"email": "c@eu.firm.example", "tenant_id": FIRM_EU}]},
+            "allow",
+        ),
         ("external_participants: false", {"participants": [BOB]}, "block"),
         # time windows in a time zone (2026-12-01 is a Tuesday)
-        ("time: {tz: Europe/London, days: [tue], from: '09:00', to: '17:00'}",
-         {"time": "2026-12-01T10:00:00Z"}, "block"),
-        ("time: {tz: Europe/London, days: [tue], from: '09:00', to: '17:00'}",
-         {"time": "2026-12-01T18:00:00Z"}, "allow"),
+        (
+            "time: {tz: Europe/London, days: [tue], from: '09:00', to: '17:00'}",
+            {"time": "2026-12-01T10:00:00Z"},
+            "block",
+        ),
+        (
+            "time: {tz: Europe/London, days: [tue], from: '09:00', to: '17:00'}",
+            {"time": "2026-12-01T18:00:00Z"},
+            "allow",
+        ),
         ("time: {tz: America/New_York, days: [mon]}", {"time": "2026-12-01T03:00:00Z"}, "block"),
-        ("time: {tz: Asia/Tokyo, from: '22:00', to: '06:00'}", {"time": "2026-12-01T14:00:00Z"},
-         "block"),
-        ("time: {tz: Asia/Tokyo, from: '22:00', to: '06:00'}", {"time": "2026-12-01T03:00:00Z"},
-         "allow"),
+        (
+            "time: {tz: Asia/Tokyo, from: '22:00', to: '06:00'}",
+            {"time": "2026-12-01T14:00:00Z"},
+            "block",
+        ),
+        (
+            "time: {tz: Asia/Tokyo, from: '22:00', to: '06:00'}",
+            {"time": "2026-12-01T03:00:00Z"},
+            "allow",
+        ),
         # content: keywords are whole words, folded; regex on the plain text
         ("text: {keywords: [insider]}", {"text": "this is INSIDER info"}, "block"),
         ("text: {keywords: [insider]}", {"text": "insiders welcome"}, "allow"),
@@ -108,8 +144,11 @@ ERIN = {"email": "erin@partner.example", "tenant_id": PARTNER}
         ("text: {regex: ['ISIN\\s*[A-Z]{2}']}", {"text": "isin us0378331005"}, "block"),
         ("text: {keywords: [insider]}", {"text": "fine"}, "allow"),
         # content applies to every message type, known or not
-        ("text: {keywords: [insider]}",
-         {"text": "insider", "message_type": "RichText/Media_FutureThing"}, "block"),
+        (
+            "text: {keywords: [insider]}",
+            {"text": "insider", "message_type": "RichText/Media_FutureThing"},
+            "block",
+        ),
         # attachments
         ("files: true", {"files": ["positions.xlsx"]}, "block"),
         ("files: true", {}, "allow"),

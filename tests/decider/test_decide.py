@@ -125,8 +125,9 @@ EXCEPTION_RULES = """
 
 def test_an_active_exception_lifts_the_block_and_says_so() -> None:
     rules = rules_of(EXCEPTION_RULES)
-    verdict, _ = run(rules, actor=ALICE, participants=[BOB, "dealroom@firm.example"],
-                     time="2026-12-01T10:00:00Z")
+    verdict, _ = run(
+        rules, actor=ALICE, participants=[BOB, "dealroom@firm.example"], time="2026-12-01T10:00:00Z"
+    )
     assert verdict.decision is Decision.ALLOW
     assert names(verdict) == ["Wall", "Deal team"]
     assert "excepted" in verdict.rules[0].actions and "block" not in verdict.rules[0].actions
@@ -135,8 +136,9 @@ def test_an_active_exception_lifts_the_block_and_says_so() -> None:
 
 def test_an_expired_exception_no_longer_lifts_the_block() -> None:
     rules = rules_of(EXCEPTION_RULES)
-    verdict, _ = run(rules, actor=ALICE, participants=[BOB, "dealroom@firm.example"],
-                     time="2027-01-01T00:00:00Z")
+    verdict, _ = run(
+        rules, actor=ALICE, participants=[BOB, "dealroom@firm.example"], time="2027-01-01T00:00:00Z"
+    )
     assert verdict.decision is Decision.BLOCK
     assert names(verdict) == ["Wall"]
 
@@ -149,8 +151,14 @@ def test_an_exception_whose_conditions_do_not_hold_lifts_nothing() -> None:
 
 def test_an_exception_never_applies_on_unresolved_context() -> None:
     rules = rules_of(EXCEPTION_RULES)
-    verdict, _ = run(rules, actor=ALICE, participants=[], actor_is_participant=False,
-                     context="unresolved", time="2026-12-01T10:00:00Z")
+    verdict, _ = run(
+        rules,
+        actor=ALICE,
+        participants=[],
+        actor_is_participant=False,
+        context="unresolved",
+        time="2026-12-01T10:00:00Z",
+    )
     assert verdict.decision is Decision.BLOCK
     assert verdict.rules[0].assumed == ["participants"]
 

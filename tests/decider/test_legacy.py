@@ -35,7 +35,9 @@ def test_the_fixture_rules_import_with_every_rule_and_tenant(shared_cases: Path)
         "Federated deletes",
     ]
     assert document["lifetimes"] == {
-        "conversation_map_s": 600, "user_s": 18000, "token_purge_interval_s": 3600
+        "conversation_map_s": 600,
+        "user_s": 18000,
+        "token_purge_interval_s": 3600,
     }
     assert document["x_forwarded_for"] is False
     assert report.problems == []
@@ -60,10 +62,15 @@ def test_federated_false_and_event_codes_map_to_the_product_vocabulary(
     rules = yaml.safe_load(import_xml(_rules_xml(shared_cases))[0])["rules"]
     by_name = {rule["name"]: rule["when"] for rule in rules}
     assert by_name["Log non-federated group chat sends"] == {
-        "actions": ["message.send"], "conversation_types": ["group"], "federated": False
+        "actions": ["message.send"],
+        "conversation_types": ["group"],
+        "federated": False,
     }
     assert by_name["Research may not message Trading"]["actions"] == [
-        "message.send", "message.edit", "reaction.add", "reaction.remove"
+        "message.send",
+        "message.edit",
+        "reaction.add",
+        "reaction.remove",
     ]
     assert by_name["No typing in private channels"]["conversation_types"] == ["private_channel"]
     assert by_name["No edits or deletes in other tenants"]["location"] == "external"
@@ -92,8 +99,13 @@ def test_a_rule_without_event_applies_to_every_2021_event_kind(shared_cases: Pat
     text = (shared_cases / "upstream" / "teamsfirewall.config").read_text()
     rule = yaml.safe_load(import_xml(text)[0])["rules"][0]
     assert rule["when"]["actions"] == [
-        "message.send", "message.edit", "message.delete", "message.undelete",
-        "reaction.add", "reaction.remove", "typing",
+        "message.send",
+        "message.edit",
+        "message.delete",
+        "message.undelete",
+        "reaction.add",
+        "reaction.remove",
+        "typing",
     ]
 
 
@@ -120,12 +132,18 @@ def test_the_imported_fixture_rules_give_every_expected_outcome(shared_cases: Pa
 @pytest.mark.parametrize(
     ("xml", "expected"),
     [
-        ("<Settings><Rules><Rule><RuleName>x</RuleName><Conditions><Condition><Type>EVENT"
-         "</Type><Value>MSGFOO</Value></Condition></Conditions><Actions><Action><Type>BLOCK"
-         "</Type></Action></Actions></Rule></Rules></Settings>", "unknown event code"),
-        ("<Settings><Rules><Rule><RuleName>x</RuleName><Conditions><Condition><Type>WEATHER"
-         "</Type><Value>RAIN</Value></Condition></Conditions><Actions><Action><Type>DROP"
-         "</Type></Action></Actions></Rule></Rules></Settings>", "DROP read as BLOCK"),
+        (
+            "<Settings><Rules><Rule><RuleName>x</RuleName><Conditions><Condition><Type>EVENT"
+            "</Type><Value>MSGFOO</Value></Condition></Conditions><Actions><Action><Type>BLOCK"
+            "</Type></Action></Actions></Rule></Rules></Settings>",
+            "unknown event code",
+        ),
+        (
+            "<Settings><Rules><Rule><RuleName>x</RuleName><Conditions><Condition><Type>WEATHER"
+            "</Type><Value>RAIN</Value></Condition></Conditions><Actions><Action><Type>DROP"
+            "</Type></Action></Actions></Rule></Rules></Settings>",
+            "DROP read as BLOCK",
+        ),
     ],
 )
 def test_an_unmappable_condition_leaves_the_block_in_place_and_is_reported(

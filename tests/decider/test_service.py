@@ -1,0 +1,200 @@
+"""The decider on a real nats-server: rules from the KV bucket, hot reload under load
+without a lost request, bad pushes rejected whole, every decision recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from services.common.contracts import (
+    Action,
+    Actor,
+    Conversation,
+    ConversationType,
+    Credential,
+    CredentialStatus,
+    EnrichedEvent,
+    Location,
+    Participant,
+    RuleSetDocument,
+    Subjects,
+    Verdict,
+    decode,
+    encode,
+    new_decision_id,
+)
+from services.decider.rules import RuleSet, compile_rules
+from services.decider.service import Decider
+from services.decider.settings import DeciderSettings
+from tfw.cli import main as tfw
+
+FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
+V1 = f"""
+internal_tenants: [{FIRM}]
+rules:
+  - name: Research may not message Trading
+    when: {{actors: [alice@firm.example], participants: [bob@firm.example]}}
+    then: [block]
+"""
+V2 = V1 + "  - {name: Log everything, then: [{log: seen}]}\n"
+
+
+def event() -> EnrichedEvent:
+    return EnrichedEvent(
+        id=new_decision_id(),
+        time=time.time(),
+        interceptor="test",
+        method="POST",
+        host="emea.ng.msg.teams.microsoft.com",
+        path="/v1/users/ME/conversations/x/messages",
+        action=Action.MESSAGE_SEND,
+        conversation=Conversation(id="19:x@thread.v2", type=ConversationType.DIRECT),
+        actor=Actor(mri="8:orgid:a", email="alice@firm.example", tenant_id=FIRM),
+        credential=Credential(status=CredentialStatus.OK),
+        location=Location.INTERNAL,
+        federated=False,
+        participants=[
+            Participant(mri="8:orgid:a", email="alice@firm.example", tenant_id=FIRM),
+            Participant(mri="8:orgid:b", email="bob@firm.example", tenant_id=FIRM),
+        ],
+    )
+
+
+class Running:
+    def __init__(self, decider: Decider, nc: NATS, subjects: Subjects, url: str) -> None:
+        self.decider = decider
+        self.nc = nc
+        self.subjects = subjects
+        self.url = url
+        self.swapped = asyncio.Event()
+        self.history: list[str] = []
+        original = decider.use
+
+        def use(rules: RuleSet) -> None:
+            original(rules)
+            self.history.append(rules.version)
+            self.swapped.set()
+
+        decider.use = use  # type: ignore[method-assign]
+
+    async def push(self, source: str, tmp: Path) -> int:
+        """Push through the real command, as an operator would."""
+        path = tmp / f"rules-{secrets.token_hex(3)}.yaml"
+        path.write_text(source)
+        argv = [
+            "rules",
+            "push",
+            str(path),
+            "--nats-url",
+            self.url,
+            "--prefix",
+            self.subjects.prefix,
+        ]
+        return await asyncio.to_thread(tfw, argv)
+
+    async def wait_for(self, version: str) -> None:
+        async with asyncio.timeout(10):
+            while self.decider.rules is None or self.decider.rules.version != version:
+                self.swapped.clear()
+                await self.swapped.wait()
+
+    async def ask(self) -> Verdict:
+        reply = await self.nc.request(self.subjects.enriched, encode(event()), timeout=10)
+        return decode(Verdict, reply.data)
+
+
+@pytest.fixture
+async def running(nats_url: str) -> AsyncIterator[Running]:
+    prefix = "tdec" + secrets.token_hex(3)
+    settings = DeciderSettings(nats_url=nats_url, subject_prefix=prefix)
+    decider = Decider(settings)
+    await decider.start()
+    nc = await nats.connect(nats_url)
+    try:
+        yield Running(decider, nc, Subjects(prefix), nats_url)
+    finally:
+        await nc.close()
+        await decider.stop()
+
+
+async def test_a_pushed_rule_set_becomes_active_and_every_verdict_names_its_version(
+    running: Running, tmp_path: Path
+) -> None:
+    assert await running.push(V1, tmp_path) == 0
+    await running.wait_for(compile_rules(V1).version)
+    verdict = await running.ask()
+    assert verdict.decision.value == "block"
+    assert verdict.ruleset_version == compile_rules(V1).version
+    assert [rule.name for rule in verdict.rules] == ["Research may not message Trading"]
+
+
+async def test_requests_in_flight_during_a_hot_reload_all_get_a_verdict(
+    running: Running, tmp_path: Path
+) -> None:
+    v1, v2 = compile_rules(V1).version, compile_rules(V2).version
+    assert await running.push(V1, tmp_path) == 0
+    await running.wait_for(v1)
+
+    async def load(count: int) -> list[Verdict]:
+        return list(await asyncio.gather(*(running.ask() for _ in range(count))))
+
+    before = asyncio.ensure_future(load(300))
+    assert await running.push(V2, tmp_path) == 0
+    during = asyncio.ensure_future(load(300))
+    await running.wait_for(v2)
+    answered = await before + await during
+    after = await load(50)
+
+    assert len(answered) == 600
+    assert all(v.decision.value == "block" for v in answered + after)
+    assert {v.ruleset_version for v in answered} <= {v1, v2}
+    assert {v.ruleset_version for v in after} == {v2}
+    assert all("Log everything" in [r.name for r in v.rules] for v in after)
+
+
+async def test_a_bad_push_is_rejected_whole_and_the_running_rules_keep_working(
+    running: Running, tmp_path: Path
+) -> None:
+    v1 = compile_rules(V1).version
+    assert await running.push(V1, tmp_path) == 0
+    await running.wait_for(v1)
+    assert await running.push(V1 + "  - {name: broken, then: [explode]}\n", tmp_path) == 1
+    verdict = await running.ask()
+    assert verdict.ruleset_version == v1
+
+
+async def test_a_bad_value_written_to_the_bucket_behind_the_tools_back_is_ignored(
+    running: Running, tmp_path: Path
+) -> None:
+    v1 = compile_rules(V1).version
+    assert await running.push(V1, tmp_path) == 0
+    await running.wait_for(v1)
+    kv = await running.nc.jetstream().key_value(running.subjects.rules_bucket)
+    bad = RuleSetDocument(version="forged", source="rules: [{name: x, then: [explode]}]")
+    await kv.put(running.subjects.rules_key, encode(bad))
+    await kv.put(running.subjects.rules_key, b"not json")
+    # A good push after the bad ones proves the watcher read past them.
+    assert await running.push(V2, tmp_path) == 0
+    await running.wait_for(compile_rules(V2).version)
+    assert running.history[-2:] == [v1, compile_rules(V2).version]
+
+
+async def test_every_decision_is_in_the_stream_before_its_verdict_arrives(
+    running: Running, tmp_path: Path
+) -> None:
+    assert await running.push(V1, tmp_path) == 0
+    await running.wait_for(compile_rules(V1).version)
+    verdict = await running.ask()
+    js = running.nc.jetstream()
+    message = await js.get_last_msg(
+        running.subjects.decision_stream, running.subjects.decision(verdict.decision)
+    )
+    assert message.headers is not None
+    assert message.headers.get("Nats-Msg-Id") == verdict.decision_id
