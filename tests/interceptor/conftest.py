@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from services.common.contracts import (
     QUEUE_RESOLVER,
@@ -139,12 +141,12 @@ class StandInDecider:
 
         tasks: set[asyncio.Task[None]] = set()
 
-        async def answer(msg: nats.aio.msg.Msg, reply: Reply) -> None:
+        async def answer(msg: Msg, reply: Reply) -> None:
             await asyncio.sleep(reply.delay_s)
             if reply.data is not None:
                 await nc.publish(msg.reply, reply.data, headers=reply.headers)
 
-        async def on_request(msg: nats.aio.msg.Msg) -> None:
+        async def on_request(msg: Msg) -> None:
             request = decode(InterceptedRequest, msg.data)
             self.requests.append(request)
             # Each answer in its own task, so a slow one never holds up the next.
@@ -152,7 +154,7 @@ class StandInDecider:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        async def on_observation(msg: nats.aio.msg.Msg) -> None:
+        async def on_observation(msg: Msg) -> None:
             self.observations.append(decode(Observation, msg.data))
 
         await nc.subscribe(subjects.intercepted, queue=QUEUE_RESOLVER, cb=on_request)
@@ -180,7 +182,7 @@ def verdict(decision: Decision, rules: tuple[str, ...] = (), **fields: object) -
             decision_id=request.id,
             decision=decision,
             rules=[MatchedRule(name=name) for name in rules],
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
         return Reply(encode(made))
 
@@ -328,3 +330,81 @@ def h2_post(
         sock.sendall(conn.data_to_send())
     sock.close()
     return H2Answer(status, answer_headers, body)
+
+
+class TlsServer:
+    """An HTTPS server on 127.0.0.1 with its own self-signed certificate: a client that
+    trusts only that certificate proves nothing decrypted the connection on the way."""
+
+    def __init__(self, directory: Path) -> None:
+        import datetime
+        import ipaddress
+        import ssl
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        self.cert_file = directory / "server-cert.pem"
+        key_file = directory / "server-key.pem"
+        self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.paths: list[str] = []
+        paths = self.paths
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                paths.append(self.path)
+                payload = b"hello from the real server"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_context.load_cert_chain(self.cert_file, key_file)
+        self.server.socket = server_context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def context(self) -> Any:
+        import ssl
+
+        return ssl.create_default_context(cafile=str(self.cert_file))
+
+    def __enter__(self) -> TlsServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

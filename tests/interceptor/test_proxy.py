@@ -13,7 +13,15 @@ import orjson
 import pytest
 
 from services.common.contracts import Decision, InterceptedRequest
-from tests.interceptor.conftest import Proxy, ProxyFactory, Reply, allow, h2_post, verdict
+from tests.interceptor.conftest import (
+    Proxy,
+    ProxyFactory,
+    Reply,
+    TlsServer,
+    allow,
+    h2_post,
+    verdict,
+)
 from tests.support.tokens import bearer, skypetoken
 
 pytestmark = pytest.mark.e2e
@@ -346,3 +354,100 @@ def test_a_non_teams_host_is_refused_by_the_open_proxy_guard(decider: Proxy) -> 
     assert "only forwards Microsoft Teams traffic" in response.text
     assert len(decider.upstream.received) == before
     assert decider.decider.requests == []
+
+
+AUTHZ_ANSWER = b'{"tokens": {"skypeToken": "eyJ.sky.token", "expiresIn": 86399}, "region": "emea"}'
+MEMBERS_ANSWER = b'{"members": [{"id": "8:orgid:b0b", "role": "Admin"}]}'
+PROFILES_ANSWER = b'{"value": [{"mri": "8:orgid:b0b", "email": "bob@firm.example"}]}'
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://teams.microsoft.com/api/authsvc/v1.0/authz",
+        "https://authsvc.teams.microsoft.com/v1.0/authz",
+        "https://teams.cloud.microsoft/api/authsvc/v1.0/authz",
+    ],
+)
+def test_the_token_exchange_is_observed_and_the_client_gets_its_answer_untouched(
+    decider: Proxy, url: str
+) -> None:
+    decider.upstream.answers["/authz"] = AUTHZ_ANSWER
+    # A token of its own per case: the same token is published only once in a while.
+    token = bearer(ALICE, FIRM, f"alice@{httpx.URL(url).host}", "https://api.spaces.skype.com")
+    sent = {"Authorization": f"Bearer {token}", "x-ms-session-id": "5e55-10n"}
+    with client(decider) as http:
+        response = http.post(url, headers=sent)
+    observed = decider.decider.wait_for_observations(2)
+    by_kind = {observation.kind: observation for observation in observed}
+    assert response.status_code == 200
+    assert response.content == AUTHZ_ANSWER
+    assert "x-teamsfirewall-decision" not in response.headers
+    assert decider.decider.requests == []
+    assert sorted(by_kind) == ["lookup", "token"]
+    assert by_kind["token"].request_headers["authorization"] == f"Bearer {token}"
+    assert by_kind["token"].request_headers["x-ms-session-id"] == "5e55-10n"
+    assert by_kind["lookup"].response_body == AUTHZ_ANSWER
+    assert by_kind["lookup"].status == 200
+    assert (by_kind["lookup"].host, by_kind["lookup"].path) == (
+        httpx.URL(url).host,
+        httpx.URL(url).path,
+    )
+
+
+def test_thread_lookups_the_client_makes_are_observed_without_a_decision(decider: Proxy) -> None:
+    decider.upstream.answers["/members"] = MEMBERS_ANSWER
+    url = (
+        "https://emea.ng.msg.teams.microsoft.com/v1/threads/19%3Aabc%40thread.v2/members"
+        "?view=msnp24Equivalent&pageSize=100"
+    )
+    with client(decider) as http:
+        response = http.get(url, headers=credentials("skypetoken"))
+    (observed,) = decider.decider.wait_for_observations(1)
+    assert response.content == MEMBERS_ANSWER
+    assert decider.decider.requests == []
+    assert observed.kind == "lookup"
+    assert observed.path == httpx.URL(url).raw_path.decode()
+    assert observed.response_body == MEMBERS_ANSWER
+    assert "authentication" in observed.request_headers
+
+
+def test_profile_lookups_are_observed_and_a_token_is_published_once(decider: Proxy) -> None:
+    decider.upstream.answers["/fetchShortProfile"] = PROFILES_ANSWER
+    url = (
+        "https://teams.cloud.microsoft/api/mt/part/emea-02/beta/users/fetchShortProfile"
+        "?isMailAddress=false&enableGuest=true"
+    )
+    sent = {"Authorization": f"Bearer {bearer(ALICE, FIRM, 'alice@profiles.example')}"}
+    with client(decider) as http:
+        first = http.post(url, json=["8:orgid:b0b"], headers=sent)
+        second = http.post(url, json=["8:orgid:b0b"], headers=sent)
+    observed = decider.decider.wait_for_observations(3)
+    kinds = sorted(observation.kind for observation in observed)
+    assert first.content == second.content == PROFILES_ANSWER
+    assert decider.upstream.received[-1].body == b'["8:orgid:b0b"]'
+    assert kinds == ["lookup", "lookup", "token"]
+    assert all(o.response_body == PROFILES_ANSWER for o in observed if o.kind == "lookup")
+
+
+def test_a_non_teams_host_is_tunnelled_untouched_when_the_proxy_serves_everyone(
+    proxy_factory: ProxyFactory, tmp_path: Path
+) -> None:
+    open_proxy = proxy_factory({"TFW_ALLOW_ONLY_TEAMS": "false"})
+    with (
+        TlsServer(tmp_path) as server,
+        httpx.Client(
+            proxy=f"http://127.0.0.1:{open_proxy.port}", verify=server.context(), timeout=10
+        ) as http,
+    ):
+        tunnelled = open_proxy.metric(
+            "tfw_interceptor_tls_connections_total", treatment="tunnelled"
+        )
+        response = http.get(f"https://127.0.0.1:{server.port}/hello")
+    assert response.text == "hello from the real server"
+    assert server.paths == ["/hello"]
+    assert open_proxy.decider.requests == []
+    assert (
+        open_proxy.metric("tfw_interceptor_tls_connections_total", treatment="tunnelled")
+        == tunnelled + 1
+    )
