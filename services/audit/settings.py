@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
-
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from services.common.settings import ServiceSettings
 
@@ -45,12 +43,14 @@ class AuditSettings(ServiceSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=0, ge=0, le=65535, description="0: any free port (logged)")
     api_allow_anonymous: bool = Field(
-        default=False, description="read access without a key; only in development"
+        default=False,
+        validate_default=True,
+        description="read access without a key; only in development",
     )
     api_page_max: int = Field(default=1000, ge=1, le=100_000)
     # --- syslog forwarder ---
     syslog_consumer: str = Field(default="audit-syslog", pattern=r"^[A-Za-z0-9_-]+$")
-    syslog_host: str = ""
+    syslog_host: str = Field(default="", validate_default=True)
     syslog_port: int = Field(default=6514, ge=1, le=65535)
     syslog_tls: bool = False
     syslog_tls_ca: str | None = Field(default=None, description="CA file to verify the SIEM")
@@ -58,13 +58,20 @@ class AuditSettings(ServiceSettings):
     syslog_app_name: str = Field(default="teamsfirewall", pattern=r"^[!-~]{1,48}$")
     syslog_timeout_s: float = Field(default=5.0, gt=0, le=120)
 
-    @model_validator(mode="after")
-    def _coherent(self) -> Self:
-        if self.api_allow_anonymous and self.is_production:
-            raise ValueError("api_allow_anonymous is refused in production")
-        if self.mode in ("forwarder", "all") and not self.syslog_host:
-            raise ValueError(f"mode {self.mode} needs syslog_host")
-        return self
+    @field_validator("api_allow_anonymous")
+    @classmethod
+    def _anonymous_only_in_development(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("environment") == "production":
+            raise ValueError("anonymous API access is refused in production")
+        return value
+
+    @field_validator("syslog_host")
+    @classmethod
+    def _forwarder_needs_a_host(cls, value: str, info: ValidationInfo) -> str:
+        mode = info.data.get("mode")
+        if mode in ("forwarder", "all") and not value:
+            raise ValueError(f"mode {mode} needs a syslog host")
+        return value
 
     @property
     def archives(self) -> bool:
