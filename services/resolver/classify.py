@@ -43,6 +43,9 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("thread", re.compile(rf"^/v1/threads/{_CONVERSATION}/?$")),
     ("conversation", re.compile(rf"^/v1/users/me/conversations/{_CONVERSATION}/?$")),
     ("external_search", re.compile(r"^/beta/users/(?P<email>[^/]+)/externalsearchv3/?$")),
+    # Anything else about one conversation is ``other``, but still names it.
+    ("conversation_any", re.compile(rf"^/v1/users/me/conversations/{_CONVERSATION}/.+$")),
+    ("thread_any", re.compile(rf"^/v1/threads/{_CONVERSATION}/.+$")),
 ]
 
 

@@ -120,7 +120,7 @@ class Conversations:
         self.ttl_s = conversation_ttl_s
         self.page_size = page_size
         self.max_pages = max_pages
-        self._flights: dict[str, asyncio.Task[ConversationRecord]] = {}
+        self._flights: dict[str, asyncio.Task[ConversationRecord | LookupFailed]] = {}
 
     async def get(
         self, conversation_id: str, caller: Caller, timeout_s: float
@@ -132,16 +132,30 @@ class Conversations:
             return cached, True
         flight = self._flights.get(conversation_id)
         if flight is None:
-            flight = spawn(self._learn(conversation_id, caller), f"learn {conversation_id[:40]}")
+            flight = spawn(self._flight(conversation_id, caller), f"learn {conversation_id[:40]}")
             self._flights[conversation_id] = flight
             flight.add_done_callback(lambda _: self._flights.pop(conversation_id, None))
         try:
             record = await asyncio.wait_for(asyncio.shield(flight), timeout_s)
         except TimeoutError:
-            raise LookupFailed(
-                f"Teams did not describe the conversation within {timeout_s}s"
-            ) from None
+            reason = f"Teams did not describe the conversation within {timeout_s:.1f}s"
+            raise LookupFailed(reason) from None
+        if isinstance(record, LookupFailed):
+            raise record
         return record, False
+
+    async def _flight(
+        self, conversation_id: str, caller: Caller
+    ) -> ConversationRecord | LookupFailed:
+        """One lookup shared by every request waiting for it; failures are results."""
+        try:
+            return await self._learn(conversation_id, caller)
+        except LookupFailed as exc:
+            log.info("conversation lookup failed: %s", exc.reason)
+            return exc
+        except Exception:
+            log.exception("conversation lookup failed unexpectedly")
+            return LookupFailed("the resolver failed while learning the conversation")
 
     async def _learn(self, conversation_id: str, caller: Caller) -> ConversationRecord:
         if caller.chatsvc_base is None:

@@ -120,9 +120,18 @@ def _add(tokens: list[Token], problems: list[str], kind: str, raw: str, header: 
         problems.append(f"{header} header is empty")
         return
     try:
-        tokens.append(Token(kind, raw, decode_claims(raw)))
+        claims = decode_claims(raw)
     except TokenProblem as exc:
         problems.append(f"{header}: {exc.reason}")
+        return
+    # A token of the other kind in this header is a client bug or a forgery attempt.
+    if kind == "skypetoken" and "skypeid" not in claims and "oid" in claims:
+        problems.append(f"a bearer token in the {header} header, where a skypetoken belongs")
+        return
+    if kind == "bearer" and "oid" not in claims and "skypeid" in claims:
+        problems.append(f"a skypetoken in the {header} header, where a bearer token belongs")
+        return
+    tokens.append(Token(kind, raw, claims))
 
 
 def _text(claims: dict[str, Any], key: str) -> str | None:
@@ -139,9 +148,12 @@ def actor_from_tokens(tokens: list[Token]) -> Actor:
         if token.kind == "skypetoken":
             skypeid = _text(claims, "skypeid")
             if skypeid:
-                actor.mri = actor.mri or f"8:{skypeid}"
-                if skypeid.startswith("orgid:"):
-                    actor.oid = actor.oid or skypeid[len("orgid:") :].lower()
+                if skypeid.lower().startswith("orgid:"):
+                    object_id = skypeid[len("orgid:") :].lower()
+                    actor.oid = actor.oid or object_id
+                    actor.mri = actor.mri or f"8:orgid:{object_id}"
+                else:
+                    actor.mri = actor.mri or f"8:{skypeid}"
             actor.region = actor.region or _text(claims, "rgn")
         else:
             oid = _text(claims, "oid")

@@ -40,7 +40,8 @@ def federated_of(actor: Actor, participants: Iterable[Participant]) -> bool | No
     """True when any participant's tenant differs from the actor's (what Teams calls
     External; consumer, anonymous, phone and SfB identities always differ); None when
     it cannot be told because a tenant is unknown; False otherwise."""
-    if actor.tenant_id is None:
+    participants = list(participants)
+    if actor.tenant_id is None or not participants:
         return None
     unknown = False
     for participant in participants:

@@ -104,7 +104,10 @@ class Resolver(BusService):
             concurrency=settings.lookup_concurrency,
             max_retries=settings.max_retries,
             max_retry_after_s=settings.max_retry_after_s,
+            enabled=settings.lookups_enabled,
         )
+        if not settings.lookups_enabled:
+            log.warning("Teams lookups are off: context comes from the cache and observations")
         self.resolution = build_resolution(settings, self.mongo, self.client)
         self._limit = asyncio.Semaphore(settings.max_in_flight)
         self._tasks: list[asyncio.Task[Any]] = []

@@ -51,6 +51,12 @@ class ResolverSettings(ServiceSettings):
         description="send every Teams lookup for https://{host}{path} to "
         "{teams_redirect}/_host/{host}{path} (the Teams simulator)",
     )
+    teams_lookups: str = Field(
+        default="auto",
+        pattern=r"^(auto|on|off)$",
+        description="ask Teams on a cache miss: auto = in production, or wherever "
+        "teams_redirect points; never towards the real Teams from a development box",
+    )
     lookup_timeout_s: float = Field(default=2.0, gt=0, le=60, description="one HTTP call")
     resolve_timeout_s: float = Field(
         default=1.5, gt=0, le=60, description="a request waits this long for its context"
@@ -91,6 +97,13 @@ class ResolverSettings(ServiceSettings):
                 "mongodb_uri (TFW_MONGODB_URI) is required when environment=production"
             )
         return self
+
+    @property
+    def lookups_enabled(self) -> bool:
+        """Whether cache misses are looked up in Teams (see ``teams_lookups``)."""
+        if self.teams_lookups == "auto":
+            return self.is_production or self.teams_redirect is not None
+        return self.teams_lookups == "on"
 
     def token_key_bytes(self) -> bytes | None:
         """The decoded AES-GCM key, or None when none is configured."""

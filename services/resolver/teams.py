@@ -86,8 +86,10 @@ class TeamsClient:
         max_retries: int = 2,
         max_retry_after_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        enabled: bool = True,
     ) -> None:
         self.redirect = redirect
+        self.enabled = enabled
         self.max_retries = max_retries
         self.max_retry_after_s = max_retry_after_s
         self.calls: Tally[str] = Tally()
@@ -146,6 +148,8 @@ class TeamsClient:
     async def _send(
         self, kind: str, method: str, url: str, headers: dict[str, str], body: bytes | None
     ) -> httpx.Response:
+        if not self.enabled:
+            raise LookupFailed("Teams lookups are off (development without TFW_TEAMS_REDIRECT)")
         self.calls[kind] += 1
         async with self._limit:
             try:

@@ -1,0 +1,58 @@
+"""Body features: message type, text, files, mentions, importance; never an exception."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from services.resolver.body import parse_body, plain_text
+
+MENTIONS = [{"@type": "http://schema.skype.com/Mention", "itemid": 0, "mri": "8:orgid:b0b"}]
+FILE = {"@type": "http://schema.skype.com/File", "title": "Positions.XLSX", "state": "active"}
+
+
+@pytest.mark.parametrize("as_string", [True, False], ids=["new client", "legacy client"])
+def test_files_and_mentions_are_read_as_json_strings_or_arrays(as_string: bool) -> None:
+    def wrap(value: object) -> object:
+        return orjson.dumps(value).decode() if as_string else value
+
+    body = {
+        "messagetype": "RichText/Html",
+        "content": "<p>see <b>file</b> &amp; note</p>",
+        "properties": {"files": wrap([FILE]), "mentions": wrap(MENTIONS), "importance": "HIGH"},
+    }
+    features = parse_body(orjson.dumps(body)).features
+    assert features.message_type == "RichText/Html"
+    assert features.text == "see file & note"
+    assert [(f.name, f.extension) for f in features.files] == [("Positions.XLSX", "xlsx")]
+    assert features.has_files
+    assert features.mentions == ["8:orgid:b0b"]
+    assert features.importance == "high"
+
+
+def test_an_empty_files_list_is_no_file_share() -> None:
+    body = {"messagetype": "Text", "properties": {"files": "[]", "mentions": "[]"}}
+    features = parse_body(orjson.dumps(body)).features
+    assert not features.has_files
+    assert features.mentions == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"{not json", "body is not JSON"),
+        (b"[" * 200 + b"]" * 200, "body nested too deeply"),
+    ],
+)
+def test_a_bad_body_is_reported_not_raised(raw: bytes, error: str) -> None:
+    assert parse_body(raw).features.parse_error == error
+
+
+def test_broken_property_strings_are_ignored() -> None:
+    body = {"messagetype": "Text", "properties": {"files": "[{broken", "mentions": 7}}
+    features = parse_body(orjson.dumps(body)).features
+    assert features.files == [] and features.mentions == []
+
+
+def test_plain_text_strips_markup_and_decodes_entities() -> None:
+    assert plain_text("<div>a&lt;b<br/>c</div>") == "a<b c"

@@ -1,0 +1,143 @@
+"""Reading the actor from a request's credentials: strict, safe, never an exception."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+
+from services.common.contracts import CredentialStatus
+from services.resolver.credentials import TokenProblem, decode_claims, read_credentials
+from tests.support.tokens import bearer, jwt, skypetoken
+
+OID = "A11CE000-0000-4000-8000-000000000001"
+TID = "0B9B5A1C-3C1E-4F7A-9D2E-6A1F0C7E2B11"
+
+
+def _raw_jwt(payload: bytes) -> str:
+    encoded = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    return f"eyJhbGciOiJSUzI1NiJ9.{encoded}.c2ln"
+
+
+def test_a_skypetoken_names_the_user_from_skypeid_and_the_tenant_from_tid() -> None:
+    actor, credential, tokens = read_credentials(
+        {"authentication": f"skypetoken={skypetoken(OID, TID)}"}
+    )
+    assert credential.status is CredentialStatus.OK
+    assert actor.mri == f"8:orgid:{OID.lower()}"
+    assert actor.oid == OID.lower()
+    assert actor.tenant_id == TID.lower()
+    assert actor.region == "emea"
+    assert [t.kind for t in tokens] == ["skypetoken"]
+
+
+def test_a_bearer_token_names_the_user_by_oid_tenant_and_lower_cased_upn() -> None:
+    actor, credential, _ = read_credentials(
+        {"authorization": f"Bearer {bearer(OID, TID, 'Alice@Firm.Example')}"}
+    )
+    assert credential.status is CredentialStatus.OK
+    assert actor.oid == OID.lower()
+    assert actor.upn == "alice@firm.example"
+    assert credential.kinds == ["bearer"]
+
+
+def test_x_skypetoken_header_is_read_like_authentication() -> None:
+    actor, credential, _ = read_credentials({"x-skypetoken": skypetoken(OID, TID)})
+    assert credential.status is CredentialStatus.OK
+    assert actor.tenant_id == TID.lower()
+
+
+def test_both_tokens_of_one_user_are_accepted_together() -> None:
+    _, credential, tokens = read_credentials(
+        {
+            "authentication": f"skypetoken={skypetoken(OID, TID)}",
+            "authorization": f"Bearer {bearer(OID, TID, 'a@firm.example')}",
+        }
+    )
+    assert credential.status is CredentialStatus.OK
+    assert credential.kinds == ["bearer", "skypetoken"]
+    assert len(tokens) == 2
+
+
+def test_tokens_of_two_different_users_are_unreadable() -> None:
+    _, credential, _ = read_credentials(
+        {
+            "authentication": f"skypetoken={skypetoken(OID, TID)}",
+            "authorization": f"Bearer {bearer('b0b00000-0000-4000-8000-000000000002', TID, 'b@x')}",
+        }
+    )
+    assert credential.status is CredentialStatus.UNREADABLE
+    assert credential.reason == "tokens name different users"
+
+
+def test_no_credentials_is_missing() -> None:
+    actor, credential, tokens = read_credentials({"accept": "json"})
+    assert credential.status is CredentialStatus.MISSING
+    assert actor.mri is None and tokens == []
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("opaque-session-cookie", "opaque token: not a JWT"),
+        ("a.b+/c.d", "JWT payload is not base64url"),
+        ("a.abcde.c", "impossible base64 length"),
+        (_raw_jwt(b"\xff\xfe\x00"), "JWT payload is not UTF-8"),
+        (_raw_jwt(b"not json"), "JWT payload is not JSON"),
+        (_raw_jwt(b"[1, 2]"), "JWT payload is not a JSON object"),
+        ("x." + "A" * 20_000 + ".y", "token longer than"),
+    ],
+)
+def test_every_unreadable_token_has_a_clear_reason_and_no_exception(
+    token: str, reason: str
+) -> None:
+    with pytest.raises(TokenProblem) as problem:
+        decode_claims(token)
+    assert reason in problem.value.reason
+    _, credential, tokens = read_credentials({"authentication": f"skypetoken={token}"})
+    assert credential.status is CredentialStatus.UNREADABLE
+    assert reason in (credential.reason or "")
+    assert tokens == []
+
+
+def test_a_padded_payload_is_not_base64url_without_padding() -> None:
+    padded = jwt({"skypeid": "orgid:x", "tid": "t", "pad": "ab"}).split(".")
+    payload = padded[1] + "=" * (-len(padded[1]) % 4 or 4)
+    _, credential, _ = read_credentials({"x-skypetoken": f"{padded[0]}.{payload}.{padded[2]}"})
+    assert credential.status is CredentialStatus.UNREADABLE
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"authentication": "Bearer abc"}, "Authentication header does not carry a skypetoken"),
+        ({"authorization": "Basic dXNlcjpwYXNz"}, "is not Bearer"),
+        ({"authentication": "skypetoken="}, "Authentication header is empty"),
+        ({"authorization": f"Bearer {skypetoken(OID, TID)}"}, "skypetoken in the Authorization"),
+        (
+            {"authentication": f"skypetoken={bearer(OID, TID, 'a@b')}"},
+            "bearer token in the Authentication",
+        ),
+    ],
+)
+def test_a_token_in_an_unexpected_header_is_unreadable_with_the_reason(
+    headers: dict[str, str], reason: str
+) -> None:
+    _, credential, _ = read_credentials(headers)
+    assert credential.status is CredentialStatus.UNREADABLE
+    assert reason in (credential.reason or "")
+
+
+def test_claims_without_a_user_or_tenant_are_unreadable() -> None:
+    token = jwt({"tid": TID, "exp": 1})
+    _, credential, _ = read_credentials({"x-skypetoken": token})
+    assert credential.status is CredentialStatus.UNREADABLE
+    assert credential.reason == "token claims name no user or no tenant"
+
+
+def test_the_credential_summary_never_contains_the_token() -> None:
+    token = skypetoken(OID, TID)
+    _, credential, tokens = read_credentials({"authentication": f"skypetoken={token}"})
+    assert token not in orjson.dumps(credential.model_dump()).decode()
+    assert token not in repr(tokens)
