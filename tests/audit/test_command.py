@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from typing import Any
 
+import nats
 import orjson
 import pytest
 from pymongo import MongoClient
 
 from services.audit.chain import ChainHead
+from services.common.contracts import Subjects
 from tests.audit.support import records
 from tfw.cli import main
 
@@ -81,3 +84,28 @@ def test_export_writes_json_lines_that_match_the_archive(
     )
     assert main(["audit", "export", "--format", "csv", "--verdict", "block"]) == 0
     assert capsys.readouterr().out.strip().count("\n") == 0  # the header only
+
+
+def test_a_durable_consumer_for_a_siem_shipper_is_created_with_explicit_acks(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subjects = Subjects("tc" + secrets.token_hex(3))
+    monkeypatch.setenv("TFW_NATS_URL", nats_url)
+    monkeypatch.setenv("TFW_SUBJECT_PREFIX", subjects.prefix)
+    assert main(["audit", "consumer", "vector"]) == 0
+    assert main(["audit", "consumer", "vector"]) == 0  # again: unchanged, no error
+    out = capsys.readouterr().out
+    assert f"durable consumer vector on stream {subjects.decision_stream}" in out
+
+    async def inspect() -> tuple[str, str]:
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            info = await js.consumer_info(subjects.decision_stream, "vector")
+            await js.delete_stream(subjects.decision_stream)
+        finally:
+            await nc.close()
+        return str(info.config.ack_policy), str(info.config.durable_name)
+
+    ack_policy, durable = asyncio.run(inspect())
+    assert "explicit" in ack_policy.lower() and durable == "vector"

@@ -15,13 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pymongo import AsyncMongoClient
 
 from services.audit.api import CSV_COLUMNS, csv_row
 from services.audit.archive import Archive, RecordFilter
 from services.audit.keys import SCOPES, ApiKeys
 from services.audit.schema import schema_json, schema_markdown
+from services.audit.service import ensure_decision_stream
 from services.audit.settings import AuditSettings
+from services.common.bus import connect
+from services.common.contracts import Subjects
 from services.common.settings import SettingsError
 
 Handler = Callable[[argparse.Namespace, Archive, ApiKeys], Awaitable[int]]
@@ -61,6 +65,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     purge = actions.add_parser("purge", help="remove records older than a time")
     purge.add_argument("--before", required=True, help="Unix seconds or ISO 8601")
     purge.set_defaults(handler=_runner(_purge))
+
+    consumer = actions.add_parser(
+        "consumer", help="create the durable consumer a SIEM shipper (e.g. Vector) reads"
+    )
+    consumer.add_argument("name", help="durable consumer name, e.g. vector")
+    consumer.add_argument("--ack-wait", type=float, default=60.0, help="seconds")
+    consumer.set_defaults(handler=_consumer)
 
     schema = actions.add_parser("schema", help="print the decision record's JSON Schema")
     schema.add_argument("--markdown", action="store_true", help="the field-by-field document")
@@ -181,6 +192,42 @@ async def _purge(args: argparse.Namespace, archive: Archive, _: ApiKeys) -> int:
     removed = await archive.purge(before)
     await archive.log_admin(_who(), "purge", {"before": before, "removed": removed})
     print(f"removed {removed} records older than {args.before}")
+    return 0
+
+
+def _consumer(args: argparse.Namespace) -> int:
+    try:
+        settings = AuditSettings.load()
+    except SettingsError as exc:
+        print(f"tfw audit: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_create_consumer(settings, args.name, args.ack_wait))
+
+
+async def _create_consumer(settings: AuditSettings, name: str, ack_wait: float) -> int:
+    """Create (or show) a durable pull consumer with explicit acks on the stream, so a
+    shipper that stops resumes where it was and nothing it has not acked is lost."""
+    subjects = Subjects(settings.subject_prefix)
+    nc = await connect(settings, f"tfw-audit-cli-{name}")
+    try:
+        js = nc.jetstream()
+        await ensure_decision_stream(js, subjects, settings)
+        info = await js.add_consumer(
+            subjects.decision_stream,
+            ConsumerConfig(
+                durable_name=name,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=ack_wait,
+                filter_subject=subjects.decisions_all,
+            ),
+        )
+    finally:
+        await nc.close()
+    print(
+        f"durable consumer {info.name} on stream {info.stream_name} "
+        f"({info.num_pending} records waiting)"
+    )
     return 0
 
 
