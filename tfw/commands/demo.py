@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace, org: Org, requests: list, data_dir: Path) -> 
         except StackError as exc:
             print(f"\ntfw demo: the stack failed: {exc} (see {log_path})", file=sys.stderr)
             return 1
-    print(render_table(found, org))
+    print(render_table(found))
     print(summary(found))
     if args.out:
         with open(args.out, "wb") as out:
@@ -113,13 +113,13 @@ def _progress(done: int, total: int, result: ReplayResult) -> None:
           file=sys.stderr, flush=True)
 
 
-def row(outcome: Outcome, org: Org) -> tuple[str, ...]:
+def row(outcome: Outcome) -> tuple[str, ...]:
     """The table row for one request: id, actor, action, conversation type, verdict, rules."""
     result, record = outcome.result, outcome.record or {}
     actor = record.get("actor") or {}
-    account = org.accounts.get(result.account or "")
-    who = actor.get("email") or actor.get("upn") or (account.email if account else None)
-    who = who or result.account or "-"
+    who = actor.get("email") or actor.get("upn") or actor.get("mri")
+    if not who:  # the firewall could not tell who it was: say whose client sent it
+        who = f"(unidentified, as {result.account})" if result.account else "(unidentified)"
     conversation = (record.get("conversation") or {}).get("type") or "-"
     if result.skipped or result.error:
         verdict = "skipped" if result.skipped else "error"
@@ -136,8 +136,8 @@ def row(outcome: Outcome, org: Org) -> tuple[str, ...]:
     return (result.id, who, str(record.get("action") or "-"), conversation, verdict, rules)
 
 
-def render_table(found: list[Outcome], org: Org) -> str:
-    rows = [COLUMNS, *(row(outcome, org) for outcome in found)]
+def render_table(found: list[Outcome]) -> str:
+    rows = [COLUMNS, *(row(outcome) for outcome in found)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
     lines = []
     for index, cells in enumerate(rows):

@@ -138,7 +138,7 @@ class Replayer:
                 result.error = f"account {request.account!r} is not in the organisation"
                 return result
             headers = {**CLIENT_HEADERS, "x-ms-session-id": session.session_id, **headers}
-            headers.update(credentials(session, request.auth))
+            headers.update(credentials(session, request.auth, request.url))
         body = request.body_bytes()
         if body is not None:
             headers.setdefault("content-type", "application/json")
@@ -213,10 +213,13 @@ class Replayer:
         session.signed_in = True
 
 
-def credentials(session: Session, auth: str) -> dict[str, str]:
-    """The credential headers a client sends for one ``auth`` kind."""
+def credentials(session: Session, auth: str, url: str = "") -> dict[str, str]:
+    """The credential headers a client sends for one ``auth`` kind. The middle tier
+    and authz take the spaces bearer token; the chat service the IC3 one."""
     skypetoken = {"authentication": f"skypetoken={session.skypetoken}"}
-    bearer = {"authorization": f"Bearer {session.chat_bearer}"}
+    spaces = "/api/mt/" in url or "/authz" in url
+    token = session.spaces_token if spaces else session.chat_bearer
+    bearer = {"authorization": f"Bearer {token}"}
     if auth == "skypetoken":
         return skypetoken
     if auth == "x-skypetoken":
