@@ -16,6 +16,7 @@ from tfw.stack import Stack, find_nats_server, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+NATS_COMPONENT = DEPLOY / "k8s" / "components" / "nats"
 NATS_USERS = ("interceptor", "resolver", "decider", "audit", "siem", "admin", "system")
 
 
@@ -59,7 +60,7 @@ def accounts_server(
     tmp_path_factory: pytest.TempPathFactory, infra: Stack
 ) -> Iterator[AccountsServer]:
     data = tmp_path_factory.mktemp("nats-accounts")
-    shutil.copy(DEPLOY / "nats" / "accounts.conf", data / "accounts.conf")
+    shutil.copy(NATS_COMPONENT / "accounts.conf", data / "accounts.conf")
     port = free_port()
     (data / "server.conf").write_text(
         f"listen: 127.0.0.1:{port}\n"

@@ -57,7 +57,9 @@ class Deployment:
         with MongoClient(self.stack.mongodb_uri) as mongo:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                found = list(mongo[self.database].decisions.find({"decision_id": decision_id}))
+                found: list[dict[str, Any]] = list(
+                    mongo[self.database].decisions.find({"decision_id": decision_id})
+                )
                 if found:
                     return found
                 time.sleep(0.2)
