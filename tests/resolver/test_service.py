@@ -1,0 +1,128 @@
+"""The resolver service on a real nats-server, looking up the Teams simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from services.common.contracts import (
+    ERROR_CODE_HEADER,
+    ContextSource,
+    ConversationType,
+    EnrichedEvent,
+    InterceptedRequest,
+    Subjects,
+    decode,
+    encode,
+)
+from tests.resolver.harness import auth_headers, intercepted, sign_in
+from tfw.sim.org import Org, load_org
+from tfw.sim.teams import TeamsSimulator
+from tfw.stack import Stack
+
+PREFIX = "tres" + secrets.token_hex(3)
+SUBJECTS = Subjects(PREFIX)
+LEGACY = "https://emea.ng.msg.teams.microsoft.com/v1/users/ME/conversations"
+
+
+@pytest.fixture(scope="module")
+def org(shared_cases: Path) -> Org:
+    return load_org(shared_cases / "org.yaml")
+
+
+@pytest.fixture(scope="module")
+def resolver(
+    infra: Stack, org: Org, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TeamsSimulator]:
+    stack = Stack(
+        tmp_path_factory.mktemp("resolver"),
+        log=infra.log,
+        nats_url=infra.nats_url,
+        mongodb_uri=infra.mongodb_uri,
+    )
+    with TeamsSimulator(org) as sim, stack:
+        stack.start_service(
+            "resolver",
+            {
+                "TFW_SUBJECT_PREFIX": PREFIX,
+                "TFW_DATABASE": f"tfw_{PREFIX}",
+                "TFW_TEAMS_REDIRECT": sim.url,
+                "TFW_INTERNAL_TENANTS": f"{org.tenants['firm'].id},{org.tenants['firm-eu'].id}",
+            },
+        )
+        yield sim
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[NATS]:
+    client = await nats.connect(nats_url)
+    yield client
+    await client.drain()
+
+
+async def _ask(bus: NATS, request: InterceptedRequest) -> EnrichedEvent:
+    """Publish as the interceptor does and catch the event on its way to the decider."""
+    got: asyncio.Future[EnrichedEvent] = asyncio.get_running_loop().create_future()
+
+    async def on_event(msg: nats.aio.msg.Msg) -> None:
+        event = decode(EnrichedEvent, msg.data)
+        if event.id == request.id and not got.done():
+            got.set_result(event)
+
+    subscription = await bus.subscribe(SUBJECTS.enriched, cb=on_event)
+    await bus.publish(SUBJECTS.intercepted, encode(request), reply=bus.new_inbox())
+    try:
+        return await asyncio.wait_for(got, 10)
+    finally:
+        await subscription.unsubscribe()
+
+
+async def test_an_intercepted_send_comes_out_enriched_without_its_tokens(
+    resolver: TeamsSimulator, org: Org, bus: NATS
+) -> None:
+    await bus.publish(SUBJECTS.observed, encode(sign_in(org.accounts["bob"])))
+    await bus.flush()
+    conv = org.conversations["grp-client"].id
+    headers = auth_headers(org.accounts["bob"])
+    request = intercepted("POST", f"{LEGACY}/{conv}/messages", headers, {"messagetype": "Text"})
+    event = await _ask(bus, request)
+    for _ in range(20):  # the observation may still be in flight on a loaded box
+        if event.context.source is not ContextSource.UNRESOLVED:
+            break
+        await asyncio.sleep(0.1)
+        request.id = f"{request.id}-again"
+        event = await _ask(bus, request)
+    assert event.context.source in (ContextSource.LOOKUP, ContextSource.CACHE)
+    assert event.conversation is not None and event.conversation.type is ConversationType.GROUP
+    assert {p.email for p in event.participants} >= {"frank@client-co.example"}
+    assert event.federated is True
+    payload = encode(event).decode()
+    assert headers["authentication"].split("=", 1)[1] not in payload
+
+
+async def test_a_malformed_request_is_answered_with_a_typed_error(
+    resolver: TeamsSimulator, bus: NATS
+) -> None:
+    reply = await bus.request(SUBJECTS.intercepted, b'{"schema": 1, "id": 3}', timeout=5)
+    assert reply.headers is not None
+    assert reply.headers[ERROR_CODE_HEADER] == "bad_field"
+
+
+async def test_a_request_for_an_unknown_conversation_still_yields_an_event(
+    resolver: TeamsSimulator, org: Org, bus: NATS
+) -> None:
+    request = intercepted(
+        "POST",
+        f"{LEGACY}/19%3Anowhere%40thread.v2/messages",
+        auth_headers(org.accounts["alice"]),
+        {"messagetype": "Text"},
+    )
+    event = await _ask(bus, request)
+    assert event.context.source is ContextSource.UNRESOLVED
+    assert "404" in (event.context.reason or "")
