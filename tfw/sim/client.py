@@ -15,6 +15,7 @@ other entry of a scenario or capture is skipped and reported, never sent.
 from __future__ import annotations
 
 import re
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,7 +100,8 @@ class Replayer:
         self.org = org
         self.received = received
         self.sessions: dict[str, Session] = {}
-        self.http = httpx.Client(proxy=proxy_url, verify=str(ca_file), timeout=timeout_s)
+        trust = ssl.create_default_context(cafile=str(ca_file))  # the proxy's CA only
+        self.http = httpx.Client(proxy=proxy_url, verify=trust, timeout=timeout_s)
 
     def close(self) -> None:
         self.http.close()
@@ -140,8 +142,8 @@ class Replayer:
             headers = {**CLIENT_HEADERS, "x-ms-session-id": session.session_id, **headers}
             headers.update(credentials(session, request.auth, request.url))
         body = request.body_bytes()
-        if body is not None:
-            headers.setdefault("content-type", "application/json")
+        if body is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["content-type"] = "application/json"
         marker = f"{request.id}:{uuid.uuid4().hex[:12]}"
         headers[MARKER_HEADER] = marker
         try:
