@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "tfw.commands.audit",
     "tfw.commands.demo",
     "tfw.commands.rules",
+    "tfw.commands.pac",
 )
 
 

@@ -50,6 +50,16 @@ TEAMS_DOMAINS = (
     "teams.cdn.live.net",
 )
 _FRONT_DOORS = ("teams.microsoft.com", "teams.cloud.microsoft")
+
+# Shell patterns (as in a PAC file) of the hosts the interceptor controls; the
+# consumer ones apply only when consumer hosts are configured. `tfw pac` writes them.
+CONTROLLED_HOST_PATTERNS = (
+    "*.msg.teams.microsoft.com",
+    "teams.microsoft.com",
+    "teams.cloud.microsoft",
+    "authsvc.teams.microsoft.com",
+)
+CONSUMER_HOST_PATTERNS = ("teams.live.com", "msgapi.teams.live.com")
 _CONSUMER_FRONT_DOOR = "teams.live.com"
 _CONSUMER_CHAT_SERVICE = "msgapi.teams.live.com"
 _LEGACY_CHAT_SERVICE = re.compile(r"^(?:[a-z0-9-]+\.)+msg\.teams\.microsoft\.com$")
@@ -62,9 +72,7 @@ _TUNNELLED_LABEL = re.compile(
 _TUNNELLED_DOMAINS = ("skype.com", "teams.cdn.office.net", "teams.cdn.live.net")
 # Defender for Cloud Apps session control: host.mcas.ms, host.{region}.mcas.ms and
 # the older host.{region}.cas.ms.
-_MCAS_SUFFIX = re.compile(
-    r"\.(?:(?:us|eu|gov|access)[0-9]*\.)?mcas\.ms$|\.(?:us|eu|gov)[0-9]*\.cas\.ms$"
-)
+_MCAS_SUFFIX = re.compile(r"\.m?cas\.ms$")
 
 # Everything under /api/chatsvc/{region}/ is the chat service, whatever its version.
 _CHATSVC_PREFIX = re.compile(r"^/api/chatsvc/[^/]+(?=/|$)", re.IGNORECASE)
@@ -96,7 +104,13 @@ def bare_host(host: str) -> str:
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
     host = host.rstrip(".")
-    return _MCAS_SUFFIX.sub("", host)
+    suffix = _MCAS_SUFFIX.search(host)
+    if suffix is None:
+        return host
+    inner = host[: suffix.start()]
+    if not _in_domain(inner, TEAMS_DOMAINS) and "." in inner:
+        inner = inner.rsplit(".", 1)[0]  # a region label: host.eu2.mcas.ms
+    return inner
 
 
 def _in_domain(host: str, domains: tuple[str, ...]) -> bool:
