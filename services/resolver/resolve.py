@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from services.common.contracts import (
@@ -29,7 +30,14 @@ from services.resolver.credentials import Token
 from services.resolver.enrich import federated_of, location_of, understand
 from services.resolver.observe import Learner
 from services.resolver.people import People, ProfileAccess, is_profiled, participant
-from services.resolver.store import ConversationRecord, Endpoints, Store, UserRecord, normal_mri
+from services.resolver.store import (
+    ConversationRecord,
+    Endpoints,
+    Store,
+    TtlCache,
+    UserRecord,
+    normal_mri,
+)
 from services.resolver.teams import LookupFailed
 
 log = logging.getLogger(__name__)
@@ -71,6 +79,15 @@ def middle_tier_base(endpoints: Endpoints | None, region: str | None) -> str | N
     return f"https://teams.microsoft.com/api/mt/{region}" if region else None
 
 
+@dataclass(slots=True)
+class _Roster:
+    """Participants built for one version of a conversation record."""
+
+    record: ConversationRecord
+    internal: frozenset[str]
+    participants: list[Participant]
+
+
 class Resolution:
     """Everything the resolver knows, and how it enriches one request."""
 
@@ -88,6 +105,7 @@ class Resolution:
         self.learner = learner
         self.resolve_timeout_s = resolve_timeout_s
         self.internal_tenants: frozenset[str] = frozenset()
+        self._rosters: TtlCache[_Roster] = TtlCache(10_000)
 
     async def enrich(self, request: InterceptedRequest) -> EnrichedEvent:
         """The enriched event for one request (context attached or marked unresolved)."""
@@ -193,7 +211,12 @@ class Resolution:
         tenant_hint: str | None = None,
     ) -> str | None:
         """Fill participants, targets and the actor's profile; the reason if some failed."""
-        members = list(record.members) if record else []
+        roster = self._rosters.get(record.id) if record is not None else None
+        if roster is not None and (
+            roster.record is not record or roster.internal is not self.internal_tenants
+        ):
+            roster = None
+        members = list(record.members) if record is not None and roster is None else []
         wanted = members + [t for t in targets if is_profiled(t)]
         if event.actor.mri and is_profiled(event.actor.mri):
             wanted.append(event.actor.mri)
@@ -204,7 +227,10 @@ class Resolution:
                 wanted, access, tenant_hint or event.actor.tenant_id, deadline
             )
         internal = self.internal_tenants
-        event.participants = _participants(members, users, internal)
+        if roster is not None:
+            event.participants = list(roster.participants)
+        else:
+            event.participants = _participants(members, users, internal)
         event.target_participants = [
             participant(t, users.get(normal_mri(t)), internal) for t in targets if "@" not in t
         ]
@@ -215,11 +241,27 @@ class Resolution:
                 event.actor.upn = event.actor.upn or me.upn
                 event.actor.display_name = me.display_name
                 event.actor.user_type = me.user_type
-        if problem is None and record is not None:
+        if problem is None and record is not None and roster is None:
             unknown = [m for m in members if is_profiled(m) and normal_mri(m) not in users]
             if unknown:
                 problem = f"Teams knows no profile for {len(unknown)} member(s)"
+            else:
+                self._remember(record, members, users, event.participants)
         return problem
+
+    def _remember(
+        self,
+        record: ConversationRecord,
+        members: list[str],
+        users: dict[str, UserRecord],
+        participants: list[Participant],
+    ) -> None:
+        """Keep a complete roster's participants until the conversation or one of its
+        users expires, so a warm request does not rebuild a large team each time."""
+        expiries = [users[normal_mri(m)].expires_at for m in members if normal_mri(m) in users]
+        expires_at = min([record.expires_at, *expiries])
+        roster = _Roster(record, self.internal_tenants, list(participants))
+        self._rosters.put(record.id, roster, expires_at)
 
     async def _users(
         self,
