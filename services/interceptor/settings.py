@@ -74,9 +74,9 @@ class InterceptorSettings(ServiceSettings):
         default=False, description="add the client address as X-Forwarded-For upstream"
     )
     decision_header: bool = Field(
-        default=True,
+        default=False,
         description="put X-TeamsFirewall-Decision on responses to allowed controlled "
-        "requests too (blocks always carry it)",
+        "requests too (blocks always carry it); the demo turns it on",
     )
 
     # --- observations -----------------------------------------------------------------

@@ -69,7 +69,7 @@ async def run(addon: Interceptor, flow: http.HTTPFlow) -> http.HTTPFlow:
 
 
 async def test_an_allowed_request_is_recorded_in_the_flow_and_tagged_on_the_response() -> None:
-    addon = addon_with()
+    addon = addon_with(decision_header=True)
     flow = await run(addon, flow_for(SEND))
     flow.response = http.Response.make(201, b"{}")
     addon.response(flow)
@@ -77,8 +77,8 @@ async def test_an_allowed_request_is_recorded_in_the_flow_and_tagged_on_the_resp
     assert flow.response.headers[DECISION_HEADER] == flow.metadata["tfw"]["decision_id"]
 
 
-async def test_the_decision_header_on_allowed_responses_can_be_turned_off() -> None:
-    addon = addon_with(decision_header=False)
+async def test_allowed_responses_carry_no_decision_header_by_default() -> None:
+    addon = addon_with()
     flow = await run(addon, flow_for(SEND))
     flow.response = http.Response.make(201, b"{}")
     addon.response(flow)

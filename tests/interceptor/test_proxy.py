@@ -58,6 +58,7 @@ def proxy(proxy_factory: ProxyFactory) -> Proxy:
             "TFW_X_FORWARDED_FOR": "true",
             "TFW_BODY_CAP_BYTES": str(64 * 1024),
             "TFW_FAIL_MODE_OVERRIDES": "typing=allow",
+            "TFW_DECISION_HEADER": "true",
         }
     )
 
