@@ -48,7 +48,9 @@ def runtime_closure(project: str = PROJECT) -> dict[str, str]:
         try:
             found = distribution(requirement.name)
         except PackageNotFoundError:
-            raise SystemExit(f"{requirement.name} is not installed: install the project first")
+            raise SystemExit(
+                f"{requirement.name} is not installed: install the project first"
+            ) from None
         pinned[key[0]] = found.version
         pending.extend((sub, extras) for sub in found.requires or [])
     return pinned
