@@ -343,7 +343,7 @@ def _set_image(obj: Obj, image: Obj) -> None:
         match = re.fullmatch(r"([^@]+?)(?::([^:@/]+))?(@.+)?", current)
         if not match or match.group(1) != image["name"]:
             continue
-        name = image.get("newName", match.group(1))
+        name = str(image.get("newName") or match.group(1))
         if "digest" in image:
             container["image"] = f"{name}@{image['digest']}"
         elif "newTag" in image:
