@@ -118,7 +118,9 @@ def row(outcome: Outcome) -> tuple[str, ...]:
     result, record = outcome.result, outcome.record or {}
     actor = record.get("actor") or {}
     who = actor.get("email") or actor.get("upn") or actor.get("mri")
-    if not who:  # the firewall could not tell who it was: say whose client sent it
+    if not record:
+        who = result.account or "-"
+    elif not who:  # the firewall could not tell who it was: say whose client sent it
         who = f"(unidentified, as {result.account})" if result.account else "(unidentified)"
     conversation = (record.get("conversation") or {}).get("type") or "-"
     if result.skipped or result.error:
@@ -127,8 +129,10 @@ def row(outcome: Outcome) -> tuple[str, ...]:
         verdict = str(record.get("decision"))
         if record.get("would_block"):
             verdict += " (monitor: would block)"
+    elif result.decision_id:
+        verdict = f"no record yet (status {result.status})"
     else:
-        verdict = f"no record (status {result.status})"
+        verdict = f"not decided (status {result.status})"  # e.g. sign-in lookups
     rules = ", ".join(rule["name"] for rule in record.get("rules") or []) or "-"
     reason = record.get("reason")
     if verdict.startswith("block") and reason and rules == "-":

@@ -48,12 +48,15 @@ def test_an_id_used_twice_is_refused() -> None:
 
 def test_har_entries_take_their_comment_as_id_else_their_position() -> None:
     requests = load_scenario(DEMO_DATA / "sample.har")
-    assert [r.id for r in requests] == ["capture-send", "capture-typing", "3", "not-teams"]
+    assert [r.id for r in requests] == [
+        "omar-authz", "omar-profile", "nora-authz", "nora-profile",
+        "capture-send", "capture-typing", "7", "not-teams",
+    ]
     assert all(r.auth == AS_CAPTURED and r.account is None for r in requests)
 
 
 def test_har_replay_keeps_captured_credentials_but_not_transport_headers() -> None:
-    first = load_scenario(DEMO_DATA / "sample.har")[0]
+    first = load_scenario(DEMO_DATA / "sample.har")[4]
     names = {name.lower() for name in first.headers}
     assert "authentication" in names
     assert not names & {"host", ":authority", "content-length"}
