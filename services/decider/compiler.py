@@ -209,7 +209,7 @@ def text_condition(raw: dict[str, Any], path: Path_) -> TextMatches:
     if keyword_re is None and regex is None:
         raise CompileProblem(path, "a text condition needs keywords or regex")
     source = tuple(raw.get("keywords") or []) + tuple(f"/{p}/" for p in raw.get("regex") or [])
-    return TextMatches(keyword_re, regex, source)
+    return TextMatches(keyword_re, regex, source, tuple(keywords))
 
 
 def files_condition(raw: bool | dict[str, Any]) -> FilesMatch:

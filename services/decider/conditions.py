@@ -12,7 +12,7 @@ from datetime import time as clock
 from zoneinfo import ZoneInfo
 
 from services.common.contracts import Action, ConversationType, Location
-from services.decider.facts import Facts, Principal
+from services.decider.facts import Crowd, Facts, Principal
 from services.decider.identity import IdentityPatterns, fold_text, nfkc_text, normal_domain
 
 Outcome = bool | None
@@ -28,11 +28,24 @@ class Selector:
     source: tuple[str, ...]
 
     def matches(self, who: Principal) -> bool:
-        if self.people.matches_any(who.ids):
+        people = self.people
+        if people.exact and not people.exact.isdisjoint(who.ids):
             return True
+        if people.wildcard is not None:
+            for identity in who.ids:
+                if people.wildcard.match(identity):
+                    return True
         if self.domains and self.domains.matches_any(who.domains):
             return True
         return who.tenant is not None and who.tenant in self.tenants
+
+    def matches_some(self, crowd: Crowd) -> bool:
+        """Does anyone in the crowd match? One set test and one regex per kind."""
+        if crowd.ids and self.people.matches_any(crowd.ids, crowd.ids_blob):
+            return True
+        if crowd.domains and self.domains.matches_any(crowd.domains, crowd.domains_blob):
+            return True
+        return bool(self.tenants) and not self.tenants.isdisjoint(crowd.tenants)
 
     def describe(self) -> str:
         return ", ".join(self.source)
@@ -48,6 +61,9 @@ class Condition:
 
     fact = ""
     key = ""
+    # A static condition reads only the action, conversation type, location and
+    # federated flag, so its answer is planned once per combination of those.
+    static = False
 
     def __call__(self, facts: Facts) -> Outcome:
         raise NotImplementedError
@@ -71,6 +87,7 @@ class ActionIs(Condition):
 
 
 class ConversationTypeIs(Condition):
+    static = True
     key = "conversation_types"
     fact = "conversation type"
 
@@ -93,6 +110,7 @@ class ConversationTypeIs(Condition):
 
 
 class LocationIs(Condition):
+    static = True
     key = "location"
     fact = "location"
 
@@ -110,6 +128,7 @@ class LocationIs(Condition):
 
 
 class FederatedIs(Condition):
+    static = True
     key = "federated"
     fact = "federated"
 
@@ -157,17 +176,15 @@ class ParticipantsMatch(Condition):
         self.selector = selector
 
     def __call__(self, facts: Facts) -> Outcome:
-        matches = self.selector.matches
-        people = facts.participants
-        if self.quantifier == "any":
-            if any(matches(p) for p in people):
-                return True
-        elif self.quantifier == "none":
-            if any(matches(p) for p in people):
-                return False
-        elif not people or not all(matches(p) for p in people):
-            return None if facts.unresolved else False
-        return None if facts.unresolved else self.quantifier != "any"
+        if self.quantifier == "all":
+            people = facts.participants
+            if not people or not all(self.selector.matches(p) for p in people):
+                return None if facts.unresolved else False
+            return None if facts.unresolved else True
+        some = self.selector.matches_some(facts.crowd)
+        if some:
+            return self.quantifier == "any"
+        return None if facts.unresolved else self.quantifier == "none"
 
     def explain(self, facts: Facts) -> str:
         found = [p.label for p in facts.participants if self.selector.matches(p)]
@@ -189,7 +206,7 @@ class ExternalParticipants(Condition):
         self.wanted = wanted
 
     def __call__(self, facts: Facts) -> Outcome:
-        if any(p.external for p in facts.participants):
+        if facts.crowd.any_external:
             return self.wanted
         return None if facts.unresolved else not self.wanted
 
@@ -212,7 +229,7 @@ class Wall(Condition):
             return None
         for _, actor_side, _, other_side in self.sides:
             if actor_side.matches(facts.actor):
-                if any(other_side.matches(p) for p in facts.others):
+                if other_side.matches_some(facts.other_crowd):
                     return True
                 if facts.unresolved:
                     return None
@@ -277,16 +294,20 @@ class TextMatches(Condition):
         keywords: re.Pattern[str] | None,
         regex: re.Pattern[str] | None,
         source: tuple[str, ...],
+        words: tuple[str, ...] = (),
     ) -> None:
         self.keywords = keywords
         self.regex = regex
         self.source = source
+        self.words = words  # folded keywords: a plain substring test before the regex
 
     def _find(self, text: str) -> str | None:
         if self.keywords is not None:
-            found = self.keywords.search(fold_text(text))
-            if found:
-                return found.group(0)
+            folded = fold_text(text)
+            if any(word in folded for word in self.words):
+                found = self.keywords.search(folded)
+                if found:
+                    return found.group(0)
         if self.regex is not None:
             found = self.regex.search(nfkc_text(text))
             if found:

@@ -46,24 +46,54 @@ def principal(
     return Principal(mri or "", ids, domains, tenant.lower() if tenant else None, external)
 
 
+@dataclass(frozen=True, slots=True)
+class Crowd:
+    """Every name, domain and tenant of a set of principals, for one-pass matching."""
+
+    ids: frozenset[str]
+    domains: frozenset[str]
+    tenants: frozenset[str]
+    ids_blob: str
+    domains_blob: str
+    any_external: bool
+
+    @classmethod
+    def of(cls, people: tuple[Principal, ...]) -> Crowd:
+        ids = frozenset(i for p in people for i in p.ids)
+        domains = frozenset(d for p in people for d in p.domains)
+        tenants = frozenset(p.tenant for p in people if p.tenant)
+        external = any(p.external for p in people)
+        return cls(ids, domains, tenants, "\n".join(ids), "\n".join(domains), external)
+
+
 class Facts:
     """One event, read lazily by conditions. Not shared between decisions."""
 
-    __slots__ = ("_actor", "_local", "_others", "_participants", "event", "unresolved")
+    __slots__ = (
+        "_actor",
+        "_crowd",
+        "_local",
+        "_other_crowd",
+        "_others",
+        "_participants",
+        "actor_known",
+        "event",
+        "unresolved",
+    )
 
     def __init__(self, event: EnrichedEvent) -> None:
         self.event = event
         self.unresolved = event.context.source is ContextSource.UNRESOLVED
+        actor = event.actor
+        self.actor_known = event.credential.status is CredentialStatus.OK and bool(
+            actor.email or actor.upn or actor.mri
+        )
         self._actor: Principal | None = None
         self._participants: tuple[Principal, ...] | None = None
         self._others: tuple[Principal, ...] | None = None
+        self._crowd: Crowd | None = None
+        self._other_crowd: Crowd | None = None
         self._local: dict[str, datetime] = {}
-
-    @property
-    def actor_known(self) -> bool:
-        actor = self.event.actor
-        identified = self.event.credential.status is CredentialStatus.OK
-        return identified and bool(actor.email or actor.upn or actor.mri)
 
     @property
     def actor(self) -> Principal:
@@ -85,6 +115,20 @@ class Facts:
             mri = (self.event.actor.mri or "").lower()
             self._others = tuple(p for p in self.participants if not mri or p.mri.lower() != mri)
         return self._others
+
+    @property
+    def crowd(self) -> Crowd:
+        """All participants at once."""
+        if self._crowd is None:
+            self._crowd = Crowd.of(self.participants)
+        return self._crowd
+
+    @property
+    def other_crowd(self) -> Crowd:
+        """All participants but the actor, at once."""
+        if self._other_crowd is None:
+            self._other_crowd = Crowd.of(self.others)
+        return self._other_crowd
 
     def local_time(self, zone: ZoneInfo) -> datetime:
         key = zone.key

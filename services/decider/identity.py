@@ -17,6 +17,9 @@ from functools import lru_cache
 # The Turkish capital dotted İ casefolds to "i" plus a combining dot, and the dotless ı
 # stays distinct; both are folded to a plain "i" so neither becomes a way around a rule.
 _TURKISH = str.maketrans({"İ": "i", "ı": "i", "\u0307": None})
+# Line breaks and other control characters never belong in a name; they become U+FFFD
+# so that no name can span two lines of a joined list or hide a suffix after a break.
+_CONTROL = str.maketrans({code: "\ufffd" for code in (*range(32), 127)})
 
 
 def _ascii_label(label: str) -> str:
@@ -42,7 +45,7 @@ def _unicode_label(label: str) -> str:
 def normal_domain(domain: str) -> str:
     """A domain in its comparable form: NFKC, case folded, ASCII (punycode) labels."""
     text = unicodedata.normalize("NFKC", domain).translate(_TURKISH).casefold()
-    text = text.replace("\u3002", ".").replace("\uff0e", ".").rstrip(".")
+    text = text.translate(_CONTROL).replace("\u3002", ".").replace("\uff0e", ".").rstrip(".")
     labels = [_unicode_label(label) for label in text.split(".")]
     labels = [
         unicodedata.normalize("NFKC", label).translate(_TURKISH).casefold() for label in labels
@@ -58,7 +61,7 @@ def normal_identity(value: str) -> str:
     domain after the last ``@`` converted to punycode label by label.
     """
     text = unicodedata.normalize("NFKC", value.strip()).translate(_TURKISH).casefold()
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", text).translate(_CONTROL)
     local, at, domain = text.rpartition("@")
     if not at:
         return text
@@ -67,10 +70,15 @@ def normal_identity(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IdentityPatterns:
-    """Exact identities in a set and wildcard patterns in one anchored regex."""
+    """Exact identities in a set and wildcard patterns in one anchored regex.
+
+    ``blob`` is the same alternation for a newline-joined list of identities (normal
+    forms never contain a line break), so a whole conversation is searched at once.
+    """
 
     exact: frozenset[str]
     wildcard: re.Pattern[str] | None
+    blob: re.Pattern[str] | None
     source: tuple[str, ...]
 
     @classmethod
@@ -83,11 +91,18 @@ class IdentityPatterns:
         for pattern in patterns:
             normal = normal_identity(pattern) if normalise else pattern
             if "*" in normal:
-                wildcards.append(".*".join(re.escape(part) for part in normal.split("*")))
+                wildcards.append(r"[^\n]*".join(re.escape(part) for part in normal.split("*")))
             else:
                 exact.add(normal)
-        regex = re.compile("(?:" + "|".join(wildcards) + r")\Z", re.S) if wildcards else None
-        return cls(frozenset(exact), regex, tuple(patterns))
+        if not wildcards:
+            return cls(frozenset(exact), None, None, tuple(patterns))
+        alternation = "(?:" + "|".join(wildcards) + ")"
+        return cls(
+            frozenset(exact),
+            re.compile(alternation + r"\Z"),
+            re.compile("^" + alternation + "$", re.M),
+            tuple(patterns),
+        )
 
     def __bool__(self) -> bool:
         return bool(self.exact) or self.wildcard is not None
@@ -98,8 +113,15 @@ class IdentityPatterns:
             return True
         return self.wildcard is not None and self.wildcard.match(normal) is not None
 
-    def matches_any(self, identities: tuple[str, ...]) -> bool:
-        return any(self.matches(identity) for identity in identities)
+    def matches_any(self, identities: tuple[str, ...] | frozenset[str], blob: str = "") -> bool:
+        """Does any of several identities match? ``blob`` is them joined by newlines."""
+        if self.exact and not self.exact.isdisjoint(identities):
+            return True
+        if self.wildcard is None:
+            return False
+        if blob:
+            return self.blob is not None and self.blob.search(blob) is not None
+        return any(self.wildcard.match(identity) for identity in identities)
 
 
 def identities_of(*values: str | None) -> tuple[str, ...]:

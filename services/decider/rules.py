@@ -82,14 +82,13 @@ class Rule:
     mode: RuleMode = RuleMode.ENFORCE
     unresolved: str = "auto"
     kind: str = "rule"
+    enforcing_block: bool = field(init=False)
+    matches_on_unknown: bool = field(init=False)
 
-    @property
-    def enforcing_block(self) -> bool:
-        return self.block and self.mode is RuleMode.ENFORCE
-
-    @property
-    def matches_on_unknown(self) -> bool:
-        return self.unresolved == "match" or (self.unresolved == "auto" and self.block)
+    def __post_init__(self) -> None:
+        on_unknown = self.unresolved == "match" or (self.unresolved == "auto" and self.block)
+        object.__setattr__(self, "matches_on_unknown", on_unknown)
+        object.__setattr__(self, "enforcing_block", self.block and self.mode is RuleMode.ENFORCE)
 
     def test(self, facts: Facts) -> tuple[str, ...] | None:
         """None when the rule does not match; else the facts it assumed (often none)."""
@@ -127,6 +126,35 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class Step:
+    """A rule as planned for one kind of event: its static conditions already answered
+    (``assumed`` lists those that were unknown), the rest still to test."""
+
+    rule: Rule
+    conditions: tuple[Condition, ...]
+    assumed: tuple[str, ...]
+
+    def test(self, facts: Facts) -> tuple[str, ...] | None:
+        """None when the rule does not match; else the facts it assumed."""
+        extra: list[str] | None = None
+        for condition in self.conditions:
+            outcome = condition(facts)
+            if outcome is False:
+                return None
+            if outcome is None:
+                if extra is None:
+                    extra = []
+                extra.append(condition.fact)
+        if extra is None:
+            return self.assumed
+        return (*self.assumed, *extra) if self.rule.matches_on_unknown else None
+
+
+PlanKey = tuple[Action, Any, Any, Any]
+MAX_PLANS = 4096
+
+
+@dataclass(frozen=True, slots=True)
 class RuleException:
     """A sanctioned crossing: lifts the block of the named rules until ``until``."""
 
@@ -156,6 +184,41 @@ class RuleSet:
     tests: tuple[dict[str, Any], ...] = ()
     warnings: tuple[Problem, ...] = ()
     by_action: dict[Action, tuple[Rule, ...]] = field(default_factory=dict)
+    plans: dict[PlanKey, tuple[Step, ...]] = field(default_factory=dict, compare=False)
+
+    def plan(self, facts: Facts) -> tuple[Step, ...]:
+        """The steps for this kind of event (action, conversation type, location,
+        federated), planned on first sight and remembered: a memo, not state."""
+        event = facts.event
+        conversation = event.conversation
+        kind = conversation.type if conversation is not None else None
+        key = (event.action, kind, event.location, event.federated)
+        steps = self.plans.get(key)
+        if steps is None:
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.clear()
+            steps = self.plans[key] = self._plan(facts)
+        return steps
+
+    def _plan(self, facts: Facts) -> tuple[Step, ...]:
+        steps = []
+        for rule in self.candidates(facts.event.action):
+            assumed: list[str] = []
+            dynamic: list[Condition] = []
+            possible = True
+            for condition in rule.conditions:
+                if not condition.static:
+                    dynamic.append(condition)
+                    continue
+                outcome = condition(facts)
+                if outcome is False:
+                    possible = False
+                    break
+                if outcome is None:
+                    assumed.append(condition.fact)
+            if possible and (not assumed or rule.matches_on_unknown):
+                steps.append(Step(rule, tuple(dynamic), tuple(assumed)))
+        return tuple(steps)
 
     def candidates(self, action: Action) -> tuple[Rule, ...]:
         """The rules that can match an action, in order."""

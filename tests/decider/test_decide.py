@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.common.contracts import Decision
+from services.common.contracts import Decision, DecisionRecord, Verdict, decode, encode
 from services.decider.decide import decide
 from services.decider.explain import event_from_spec
 from services.decider.rules import RuleSet, compile_rules
@@ -264,3 +264,14 @@ def test_a_large_conversation_is_summarised_in_the_record() -> None:
     assert record.participant_count == 122
     assert record.participants_truncated and len(record.participants) == 50
     assert [p.email for p in record.external_participants] == ["erin@partner.example"]
+
+
+def test_the_fast_built_verdict_and_record_equal_validated_copies() -> None:
+    rules = rules_of(
+        "rules: [{name: r, when: {participants: [bob@firm.example]}, then: [block]}]\n"
+    )
+    verdict, record = run(rules, actor=ALICE, participants=[BOB], files=["a.xlsx"])
+    assert Verdict.model_validate(verdict.model_dump()) == verdict
+    assert DecisionRecord.model_validate(record.model_dump()) == record
+    assert decode(DecisionRecord, encode(record)) == record
+    assert decode(Verdict, encode(verdict)).body == verdict.body

@@ -1,0 +1,158 @@
+"""Benchmark: microseconds per ``decide()`` (verdict and decision record included) at
+10, 100 and 1,000 rules.
+
+Run ``python -m services.decider.bench`` (``--rules 10,100,1000 --events 2000``). The
+rule mix resembles a real policy: walls between groups, actor and participant
+patterns, conversation types, location and federation, content keywords and regexes,
+attachment types, time windows; a quarter of them block. Events are message sends
+and reactions in conversations of 3 to 8 people, some external.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+from services.common.contracts import (
+    Action,
+    Actor,
+    BodyFeatures,
+    Conversation,
+    ConversationType,
+    Credential,
+    CredentialStatus,
+    EnrichedEvent,
+    FileRef,
+    Location,
+    Participant,
+)
+from services.decider.decide import decide
+from services.decider.rules import RuleSet, compile_rules
+
+FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
+PARTNER = "9a3f1e55-7c2d-4e8b-a1f0-3b6c9d2e4f33"
+ACTIONS = ["message.send", "message.edit", "reaction.add", "message.delete", "typing"]
+TYPES = ["direct", "group", "channel", "meeting", "private_channel"]
+
+
+def rule_source(count: int, seed: int = 7) -> str:
+    """A rule document with ``count`` rules (walls included)."""
+    rnd = random.Random(seed)
+    lines = [f"internal_tenants: [{FIRM}]", "groups:"]
+    for g in range(10):
+        people = ", ".join(f"u{g}-{i}@firm.example" for i in range(20))
+        lines.append(f"  desk{g}: {{people: [{people}], domains: [desk{g}.firm.example]}}")
+    lines.append("walls:")
+    walls = max(1, count // 20)
+    for w in range(walls):
+        lines.append(f"  - {{name: wall {w}, between: [desk{w % 10}, desk{(w + 1) % 10}]}}")
+    lines.append("rules:")
+    for r in range(count - walls):
+        action = rnd.choice(ACTIONS)
+        effect = "[block]" if r % 4 == 0 else f"[{{log: rule {r}}}]"
+        kind = r % 8
+        if kind == 0:
+            when = f"actors: ['u{r % 10}-{r % 20}@firm.example', '*@team{r}.firm.example']"
+        elif kind == 1:
+            when = f"participants: {{any: ['*@client{r}.example', 'group:desk{r % 10}']}}"
+        elif kind == 2:
+            when = f"conversation_types: [{rnd.choice(TYPES)}], federated: {r % 3 == 0}"
+        elif kind == 3:
+            when = f"location: external, participants: {{none: ['*@vendor{r}.example']}}"
+        elif kind == 4:
+            when = f"text: {{keywords: [secret{r}, 'front run {r}'], regex: ['ISIN{r}\\\\d+']}}"
+        elif kind == 5:
+            when = f"files: {{extensions: [x{r}, xlsx]}}, external_participants: true"
+        elif kind == 6:
+            when = "time: {tz: Europe/London, days: [sat, sun]}"
+        else:
+            when = f"actors: ['group:desk{r % 10}'], participants: {{all: ['*@firm.example']}}"
+        rule = f"{{name: rule {r}, when: {{actions: [{action}], {when}}}, then: {effect}}}"
+        lines.append(f"  - {rule}")
+    return "\n".join(lines) + "\n"
+
+
+def events(count: int, seed: int = 11) -> list[EnrichedEvent]:
+    rnd = random.Random(seed)
+    made = []
+    for n in range(count):
+        people = [
+            Participant(
+                mri=f"8:orgid:{n}-{i}",
+                email=f"u{rnd.randrange(10)}-{rnd.randrange(40)}@firm.example",
+                tenant_id=FIRM,
+            )
+            for i in range(rnd.randrange(2, 7))
+        ]
+        if rnd.random() < 0.3:
+            people.append(
+                Participant(
+                    mri="8:orgid:ext",
+                    email="erin@partner.example",
+                    tenant_id=PARTNER,
+                    external=True,
+                )
+            )
+        made.append(
+            EnrichedEvent(
+                id=f"bench-{n}",
+                time=1764493200.0 + n * 97,
+                interceptor="bench",
+                method="POST",
+                host="emea.ng.msg.teams.microsoft.com",
+                path="/v1/users/ME/conversations/x/messages",
+                action=Action(rnd.choice(["message.send", "message.send", "reaction.add"])),
+                conversation=Conversation(id="19:x@thread.v2", type=ConversationType.GROUP),
+                actor=Actor(mri=people[0].mri, email=people[0].email, tenant_id=FIRM),
+                credential=Credential(status=CredentialStatus.OK),
+                location=Location.INTERNAL,
+                federated=any(p.tenant_id != FIRM for p in people),
+                participants=people,
+                body=BodyFeatures(
+                    message_type="RichText/Html",
+                    text="morning all, the positions for today are attached " * 2,
+                    files=[FileRef(name="p.xlsx", extension="xlsx")] if n % 5 == 0 else [],
+                ),
+            )
+        )
+    return made
+
+
+def measure(rules: RuleSet, sample: list[EnrichedEvent], rounds: int = 5) -> list[float]:
+    """Microseconds per decision, one figure per round over the whole sample."""
+    for event in sample[:200]:
+        decide(event, rules)  # warm the caches, as a running decider is
+    figures = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for event in sample:
+            decide(event, rules)
+        figures.append((time.perf_counter() - started) / len(sample) * 1e6)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rules", default="10,100,1000")
+    parser.add_argument("--events", type=int, default=2000)
+    args = parser.parse_args(argv)
+    sample = events(args.events)
+    print(f"decide() incl. verdict and record, {args.events} events, median of 5 rounds")
+    for count in (int(c) for c in args.rules.split(",")):
+        started = time.perf_counter()
+        rules = compile_rules(rule_source(count))
+        compile_ms = (time.perf_counter() - started) * 1000
+        figures = measure(rules, sample)
+        blocked = sum(decide(e, rules)[0].decision.value == "block" for e in sample)
+        print(
+            f"{count:>5} rules: {statistics.median(figures):7.1f} µs/decision "
+            f"(min {min(figures):.1f}, max {max(figures):.1f}); compile {compile_ms:.0f} ms; "
+            f"{blocked}/{len(sample)} blocked"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
