@@ -111,6 +111,7 @@ class StandInDecider:
 
     nats_url: str
     prefix: str
+    answering: bool = True
     behaviour: Behaviour = allow
     requests: list[InterceptedRequest] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
@@ -157,7 +158,8 @@ class StandInDecider:
         async def on_observation(msg: Msg) -> None:
             self.observations.append(decode(Observation, msg.data))
 
-        await nc.subscribe(subjects.intercepted, queue=QUEUE_RESOLVER, cb=on_request)
+        if self.answering:
+            await nc.subscribe(subjects.intercepted, queue=QUEUE_RESOLVER, cb=on_request)
         await nc.subscribe(subjects.observed, cb=on_observation)
         await nc.flush()
         self.ready.set()
@@ -244,7 +246,7 @@ def proxy_factory(infra: Stack, tmp_path_factory: pytest.TempPathFactory) -> Ite
     ``own_nats``, its own nats-server), and stops all of them when the module ends."""
     cleanups: list[Callable[[], None]] = []
 
-    def make(env: dict[str, str], own_nats: bool = False) -> Proxy:
+    def make(env: dict[str, str], own_nats: bool = False, stand_in: bool = True) -> Proxy:
         prefix = f"ti{len(cleanups)}x{int(time.time() * 1000) % 10**8}"
         data = tmp_path_factory.mktemp("interceptor")
         stack = Stack(data, log=infra.log, nats_url=None if own_nats else infra.nats_url)
@@ -254,7 +256,7 @@ def proxy_factory(infra: Stack, tmp_path_factory: pytest.TempPathFactory) -> Ite
         upstream = TeamsStandIn().__enter__()
         cleanups.append(lambda: upstream.__exit__())
         assert stack.nats_url
-        decider = StandInDecider(stack.nats_url, prefix).__enter__()
+        decider = StandInDecider(stack.nats_url, prefix, answering=stand_in).__enter__()
         cleanups.append(lambda: decider.__exit__())
         port, http_port, ca = start_proxy(stack, upstream, prefix, env)
         return Proxy(stack, upstream, decider, port, http_port, ca)

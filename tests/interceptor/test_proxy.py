@@ -452,3 +452,46 @@ def test_a_non_teams_host_is_tunnelled_untouched_when_the_proxy_serves_everyone(
         open_proxy.metric("tfw_interceptor_tls_connections_total", treatment="tunnelled")
         == tunnelled + 1
     )
+
+
+PIPELINE_RULES = f"""
+internal_tenants: [{FIRM}]
+rules:
+  - name: No edits abroad
+    when: {{actions: [message.edit], location: external}}
+    then: [block]
+"""
+
+
+@pytest.fixture(scope="module")
+def pipeline(proxy_factory: ProxyFactory, tmp_path_factory: pytest.TempPathFactory) -> Proxy:
+    """An interceptor in front of the real resolver and decider (no stand-in answers:
+    its subscription only records, in another queue group)."""
+    rules = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    rules.write_text(PIPELINE_RULES)
+    real = proxy_factory({}, stand_in=False)
+    env = {"TFW_SUBJECT_PREFIX": real.decider.prefix}
+    real.stack.start_service("resolver", env)
+    real.stack.start_service("decider", {**env, "TFW_RULES_FILE": str(rules)})
+    return real
+
+
+@pytest.mark.parametrize("front_door", ["legacy", "teams.microsoft.com", "teams.cloud.microsoft"])
+@pytest.mark.parametrize("kind", CREDENTIAL_KINDS)
+def test_the_real_pipeline_blocks_missing_or_unreadable_credentials_with_a_clear_reason(
+    pipeline: Proxy, scenario: dict[str, dict[str, Any]], front_door: str, kind: str
+) -> None:
+    url = FRONT_DOORS[front_door] + send_path(scenario)
+    before = len(pipeline.upstream.received)
+    with client(pipeline) as http:
+        response = http.post(url, json=scenario["s01"]["body"], headers=credentials(kind))
+    if kind in ("none", "garbage-token"):
+        body = orjson.loads(response.content)
+        assert response.status_code == 403
+        assert "the actor cannot be identified" in body["message"]
+        assert "fail closed" in body["message"]
+        assert body["decisionId"] == response.headers["x-teamsfirewall-decision"]
+        assert len(pipeline.upstream.received) == before
+    else:
+        assert response.status_code == 201, response.text
+        assert len(pipeline.upstream.received) == before + 1
