@@ -115,3 +115,15 @@ def test_each_scenario_request_ends_as_the_cases_expect(
 
 def test_every_scenario_request_has_an_expectation(outcomes_by_id: dict[str, Outcome]) -> None:
     assert set(outcomes_by_id) == {case["id"] for case in EXPECTED}
+
+
+def test_the_check_reports_a_block_that_reached_teams_and_a_wrong_rule() -> None:
+    from tfw.sim.client import ReplayResult
+
+    result = ReplayResult("x", "POST", "https://t", "alice", status=201, received=True)
+    record = {"decision": "allow", "action": "message.send", "rules": [{"name": "Other"}]}
+    expected = {"id": "x", "verdict": "block", "action": "message.send", "rules": ["Wall"]}
+    problems = _problems(expected, Outcome(result, record))
+    assert "blocked, yet the request reached the Teams simulator" in problems
+    assert "verdict 'allow', expected 'block'" in problems
+    assert any("rules ['Wall'] did not match" in problem for problem in problems)
