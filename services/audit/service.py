@@ -93,6 +93,7 @@ class Audit(BusService):
         self.forwarder: SyslogForwarder | None = None
         self.api_port: int | None = None
         self._consuming = False
+        self._indexed = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._api: _EmbeddedServer | None = None
         self.health.add_check("consumer", lambda: self._consuming or not settings.archives)
@@ -102,7 +103,6 @@ class Audit(BusService):
         js = self.nc.jetstream()
         await ensure_decision_stream(js, self.subjects, self.settings)
         if self.settings.archives:
-            await self.archive.ensure_indexes()
             self.subscription = await js.pull_subscribe(
                 self.subjects.decisions_all,
                 durable=self.settings.consumer,
@@ -204,6 +204,11 @@ class Audit(BusService):
                 ARCHIVED.labels("rejected").inc()
                 log.error("unreadable decision record %s: %s", message.metadata.sequence, exc)
                 await message.term()
+        if not self._indexed:
+            # Here rather than at start, so the service starts while MongoDB is down
+            # and records simply wait in the stream until it is back.
+            await self.archive.ensure_indexes()
+            self._indexed = True
         new = await self.archive.store(records)
         ARCHIVED.labels("stored").inc(new)
         ARCHIVED.labels("duplicate").inc(len(records) - new)

@@ -92,6 +92,7 @@ def test_a_durable_consumer_for_a_siem_shipper_is_created_with_explicit_acks(
     subjects = Subjects("tc" + secrets.token_hex(3))
     monkeypatch.setenv("TFW_NATS_URL", nats_url)
     monkeypatch.setenv("TFW_SUBJECT_PREFIX", subjects.prefix)
+    monkeypatch.setenv("TFW_STREAM_MAX_BYTES", str(64 * 1024 * 1024))
     assert main(["audit", "consumer", "vector"]) == 0
     assert main(["audit", "consumer", "vector"]) == 0  # again: unchanged, no error
     out = capsys.readouterr().out

@@ -65,6 +65,7 @@ def settings_for(subjects: Subjects, port: int, **extra: object) -> AuditSetting
         syslog_port=port,
         retry_delay_s=0.2,
         fetch_timeout_s=0.3,
+        stream_max_bytes=64 * 1024 * 1024,  # JetStream reserves it up front
         **extra,
     )
 

@@ -4,6 +4,7 @@ starved of its database, cut off from NATS, it stores every decision exactly onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
 import urllib.request
@@ -52,6 +53,8 @@ class Deployment:
             "TFW_FETCH_TIMEOUT_S": "0.5",
             "TFW_MONGO_TIMEOUT_S": "2",
             "TFW_RETRY_DELAY_S": "0.3",
+            # JetStream reserves max_bytes per file stream up front: keep tests small.
+            "TFW_STREAM_MAX_BYTES": str(64 * 1024 * 1024),
         }
 
     async def connect(self) -> None:
@@ -124,6 +127,8 @@ async def deployment(servers: Stack) -> AsyncIterator[Deployment]:
         if process.name == "audit":
             await asyncio.to_thread(servers.stop_process, process)
     assert deployment.nc is not None
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await deployment.nc.jetstream().delete_stream(deployment.subjects.decision_stream)
     await deployment.nc.close()
 
 
@@ -242,3 +247,21 @@ async def test_the_service_serves_the_query_api_only_to_key_holders(
         assert response.status_code == 200
         assert len(response.json()["items"]) == 3
         assert (await http.get("/docs")).status_code == 200
+
+
+async def test_an_audit_started_while_the_database_is_down_archives_once_it_is_back(
+    deployment: Deployment,
+) -> None:
+    stack = deployment.stack
+    mongo = stack.find("secantusdb")
+    port = mongo.port
+    await asyncio.to_thread(stack.stop_process, mongo)
+    try:
+        await deployment.start_audit()
+        await deployment.publish(records(10))
+    finally:
+        await asyncio.to_thread(stack.start_mongo, port)
+    ids = await deployment.archived(10)
+    assert len(ids) == 10
+    [report] = await deployment.verified()
+    assert report.ok and report.checked == 10
