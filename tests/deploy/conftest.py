@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import secrets
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,9 @@ from tfw.stack import Stack, find_nats_server, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-NATS_COMPONENT = DEPLOY / "k8s" / "components" / "nats"
+K8S = DEPLOY / "k8s"
+NATS_COMPONENT = K8S / "components" / "nats"
+KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod", "examples/keda")
 NATS_USERS = ("interceptor", "resolver", "decider", "audit", "siem", "admin", "system")
 
 
@@ -37,20 +40,14 @@ class AccountsServer:
         }
 
 
-def nats_password() -> str:
-    """A password in the shape deploy/k8s/scripts/make-secrets.sh makes.
-
-    nats-server parses an expanded $VARIABLE as a configuration value, so a password
-    must read as a bare string: a letter, then hex digits.
-    """
-    return "t" + secrets.token_hex(20)
-
-
 def load_module(path: Path, name: str) -> ModuleType:
     """Import a script under deploy/ (not a package) by its path."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
+    if name in sys.modules:
+        return sys.modules[name]
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while defined
     spec.loader.exec_module(module)
     return module
 
@@ -67,7 +64,8 @@ def accounts_server(
         f"jetstream {{ store_dir: {data / 'js'} }}\n"
         "include ./accounts.conf\n"
     )
-    passwords = {user: nats_password() for user in NATS_USERS}
+    make_secrets = load_module(K8S / "scripts" / "make_secrets.py", "tfw_make_secrets")
+    passwords = {user: make_secrets.nats_password() for user in NATS_USERS}
     env = {f"TFW_NATS_{user.upper()}_PASSWORD": pw for user, pw in passwords.items()}
     stack = Stack(data, log=infra.log, mongodb_uri=infra.mongodb_uri)
     with stack:
@@ -76,3 +74,15 @@ def accounts_server(
         )
         wait_for_port(port, 15, process.popen)
         yield AccountsServer(stack, f"nats://127.0.0.1:{port}", passwords)
+
+
+@pytest.fixture(scope="session")
+def renderer() -> ModuleType:
+    """deploy/k8s/render.py."""
+    return load_module(K8S / "render.py", "tfw_render")
+
+
+@pytest.fixture(scope="session")
+def rendered(renderer: ModuleType) -> dict[str, list[dict[str, Any]]]:
+    """Every kustomization of deploy/k8s, rendered offline."""
+    return {name: renderer.render(K8S / name) for name in KUSTOMIZATIONS}
