@@ -164,8 +164,15 @@ def render_explanation(verdict: Verdict, reports: list[RuleReport]) -> str:
     if verdict.headers:
         lines.append(f"headers added: {verdict.headers}")
     lines.append(f"rule set: {verdict.ruleset_version}")
+    entries = {entry.name: entry for entry in verdict.rules}
     for report in reports:
-        state = "MATCHED" if report.matched else "not matched"
+        state = "not matched"
+        entry = entries.get(report.name)
+        if report.matched and entry is not None:
+            state = f"MATCHED ({entry.mode.value}: {', '.join(entry.actions) or 'no action'})"
+            if "excepted" in entry.actions or entry.assumed:
+                state += f" - {entry.message}" if "excepted" in entry.actions else ""
+                state += f" - assumed unknown {', '.join(entry.assumed)}" if entry.assumed else ""
         if not report.evaluated:
             state += " (not evaluated: an earlier allow rule matched)"
         lines.append(f"- {report.kind} '{report.name}': {state}")
