@@ -11,76 +11,22 @@ Front doors (protocol notes §1): ``{region}.ng.msg.teams.microsoft.com/v1/…``
 from __future__ import annotations
 
 import re
-import secrets
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import orjson
-
-from tfw.sim import views
-from tfw.sim.org import Account, Conversation, Org
-from tfw.sim.tokens import AUDIENCE_CHAT, AUDIENCE_SPACES, TokenError, is_expired, mint_skypetoken
+from tfw.sim import chatsvc, middle_tier
+from tfw.sim.org import Conversation, Org
+from tfw.sim.tokens import AUDIENCE_CHAT, AUDIENCE_SPACES, TokenError, is_expired
 from tfw.sim.tokens import read_claims as claims_of
+from tfw.sim.wire import Call, Caller, Refused, SimRequest, SimResponse, Switches
 
-SKYPETOKEN_LIFETIME_S = 86399
+__all__ = ["SimRequest", "SimResponse", "Switches", "TeamsService"]
 _LEGACY_HOST = re.compile(r"^([a-z0-9-]+)\.ng\.msg\.teams\.microsoft\.com$")
 _WEB_HOSTS = ("teams.microsoft.com", "teams.cloud.microsoft")
 _CHATSVC = re.compile(r"^/api/chatsvc/([^/]+)(/v1/.*)$", re.IGNORECASE)
 _MT = re.compile(r"^/api/mt/(?:part/)?([a-z0-9-]+)/beta/(.*)$", re.IGNORECASE)
 _SYSTEM_THREAD = re.compile(r"^48:[a-z]+$")
-
-
-@dataclass(frozen=True, slots=True)
-class SimRequest:
-    method: str
-    host: str
-    path: str  # path and query, as sent (still URL-encoded)
-    headers: dict[str, str]  # lower-case names
-    body: bytes = b""
-
-
-@dataclass(slots=True)
-class SimResponse:
-    status: int
-    body: Any = None  # JSON-able, or bytes as they are
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def payload(self) -> bytes:
-        if isinstance(self.body, bytes):
-            return self.body
-        return b"" if self.body is None and self.status == 204 else orjson.dumps(self.body)
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    oid: str
-    tenant_id: str
-    account: Account | None
-
-    @property
-    def mri(self) -> str:
-        return f"8:orgid:{self.oid}"
-
-
-class Refused(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        body = {"errorCode": status, "message": message}
-        self.response = SimResponse(status, body, headers or {})
-
-
-@dataclass
-class Switches:
-    """Behaviours tests turn on: rate limiting, the bare-array quirk, hidden threads."""
-
-    rate_limited: int = 0  # how many more requests get 429
-    rate_limit_endpoint: str | None = None  # only this endpoint (prefix), or any
-    retry_after_s: int = 1
-    federated_bare_array: bool = False
-    federation_blocked: bool = False
-    hidden_threads: set[str] = field(default_factory=set)
 
 
 class TeamsService:
@@ -241,16 +187,14 @@ class TeamsService:
         self, endpoint: str, request: SimRequest, base: str, rest: list[str], query: dict[str, str]
     ) -> SimResponse:
         service, _, name = endpoint.partition(".")
-        caller = self._caller(request, "chatsvc" if service == "chatsvc" else "mt")
-        if endpoint == "authz":
-            return self._authz(caller)
-        if service == "mt":
-            handler = getattr(self, f"_mt_{name.lower()}")
-            return handler(caller, request, rest)
+        caller = self._caller(request, service)
+        call = Call(caller, request, base, rest, query)
+        if service != "chatsvc":
+            return middle_tier.HANDLERS[endpoint](self.org, self.switches, call)
         if name == "create":
-            return self._create(caller, request, base)
-        conversation = self._conversation(rest[0], caller, request)
-        return getattr(self, f"_chat_{name}")(caller, conversation, request, base, rest, query)
+            return chatsvc.create(self.org, call)
+        call.conversation = self._conversation(rest[0], caller, request)
+        return chatsvc.HANDLERS[name](self.org, call)
 
     def _conversation(self, raw_id: str, caller: Caller, request: SimRequest) -> Conversation:
         thread_id = raw_id.split(";", 1)[0]  # a channel reply thread is its channel's
@@ -265,146 +209,6 @@ class TeamsService:
                 raise Refused(404, f"Thread {thread_id} not found")
             raise Refused(403, "User is not a member of the thread")
         return conversation
-
-    def _body(self, request: SimRequest) -> Any:
-        if not request.body:
-            return None
-        try:
-            return orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            raise Refused(400, "Malformed JSON in the request body") from None
-
-    # --- chat service -----------------------------------------------------------------------
-
-    def _chat_send(self, caller, conversation, request, base, rest, query) -> SimResponse:
-        self._body(request)
-        arrival = views.now_ms()
-        location = f"{base}/v1/users/ME/conversations/{rest[0]}/messages/{arrival}"
-        return SimResponse(201, {"OriginalArrivalTime": arrival}, {"Location": location})
-
-    def _chat_messages(self, caller, conversation, request, base, rest, query) -> SimResponse:
-        return SimResponse(
-            200, {"messages": [], "_metadata": {"backwardLink": "", "syncState": ""}}
-        )
-
-    def _chat_edit(self, caller, conversation, request, base, rest, query) -> SimResponse:
-        self._body(request)
-        return SimResponse(200, {"edittime": views.now_ms()})
-
-    def _chat_delete(self, caller, conversation, request, base, rest, query) -> SimResponse:
-        return SimResponse(200, None)
-
-    def _chat_message_properties(self, caller, conversation, request, base, rest, query):
-        self._body(request)
-        return SimResponse(200, {})
-
-    def _chat_conversation_properties(self, caller, conversation, request, base, rest, query):
-        self._body(request)
-        return SimResponse(200, {})
-
-    def _chat_conversation(self, caller, conversation, request, base, rest, query):
-        return SimResponse(200, views.conversation_view(self.org, conversation, caller.account))
-
-    def _chat_thread(self, caller, conversation, request, base, rest, query) -> SimResponse:
-        return SimResponse(200, views.thread(self.org, conversation, base))
-
-    def _chat_members(self, caller, conversation, request, base, rest, query) -> SimResponse:
-        try:
-            page_size = int(query.get("pageSize") or 100)
-            offset = int(query.get("skipToken") or 0)
-        except ValueError:
-            raise Refused(400, "pageSize and skipToken must be numbers") from None
-        if not 1 <= page_size <= 1000 or offset < 0:
-            raise Refused(400, "pageSize must be 1..1000")
-        return SimResponse(200, views.members_page(self.org, conversation, base, offset, page_size))
-
-    def _chat_consumptionhorizons(self, caller, conversation, request, base, rest, query):
-        return SimResponse(200, views.consumption_horizons(self.org, conversation))
-
-    def _chat_member(self, caller, conversation, request, base, rest, query) -> SimResponse:
-        account = self.org.account_by_mri(rest[-1])
-        if account is None:
-            raise Refused(404, "User not found")
-        if request.method == "PUT":
-            self._body(request)
-            self.org.add_member(conversation, account)
-        else:
-            self.org.remove_member(conversation, account)
-        return SimResponse(200, {})
-
-    def _chat_thread_properties(self, caller, conversation, request, base, rest, query):
-        body = self._body(request)
-        if query.get("name") == "topic" and isinstance(body, dict):
-            conversation.topic = str(body.get("topic") or "")
-        return SimResponse(200, {})
-
-    def _create(self, caller: Caller, request: SimRequest, base: str) -> SimResponse:
-        body = self._body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("members"), list):
-            raise Refused(400, "A thread needs a members list")
-        properties = body.get("properties") or {}
-        one_to_one = str(properties.get("uniquerosterthread", "")).lower() == "true"
-        suffix = "uni01_" + secrets.token_hex(20) if one_to_one else secrets.token_hex(16)
-        keys = []
-        for member in body["members"]:
-            account = self.org.account_by_mri(str((member or {}).get("id", "")))
-            if account is not None:
-                keys.append(account.key)
-        tenant = caller.account.tenant if caller.account else next(iter(self.org.tenants.values()))
-        conversation = Conversation(
-            key=f"created-{suffix[-8:]}",
-            id=f"19:{suffix}@thread.v2",
-            kind="direct" if one_to_one else "group",
-            tenant=tenant,
-            topic=properties.get("topic"),
-            members=keys,
-            created_by=caller.mri,
-        )
-        self.org.add_conversation(conversation)
-        location = f"{base}/v1/threads/{conversation.id}"
-        return SimResponse(201, {}, {"Location": location})
-
-    # --- middle tier and authz ------------------------------------------------------------
-
-    def _mris(self, request: SimRequest) -> list[str]:
-        body = self._body(request)
-        if not isinstance(body, list) or not all(isinstance(m, str) for m in body):
-            raise Refused(400, "Expected a JSON array of MRIs")
-        return body
-
-    def _mt_fetchshortprofile(self, caller, request, rest) -> SimResponse:
-        found = [self.org.account_by_mri(m) for m in self._mris(request)]
-        profiles = [views.short_profile(a) for a in found if a is not None]
-        return SimResponse(200, {"type": views.SHORT_PROFILE_TYPE, "value": profiles})
-
-    def _mt_fetchfederated(self, caller, request, rest) -> SimResponse:
-        mris = self._mris(request)
-        if any("@" in m for m in mris):
-            raise Refused(400, "fetchFederated takes MRIs, not email addresses")
-        found = [self.org.account_by_mri(m) for m in mris]
-        profiles = [views.federated_profile(a) for a in found if a is not None]
-        if self.switches.federated_bare_array:
-            return SimResponse(200, profiles)
-        return SimResponse(200, {"type": views.FEDERATED_TYPE, "value": profiles})
-
-    def _mt_externalsearchv3(self, caller, request, rest) -> SimResponse:
-        if self.switches.federation_blocked:
-            raise Refused(403, "Federation is blocked for this tenant")
-        found = [a for a in self.org.accounts_by_email(rest[0]) if a.tenant.id != caller.tenant_id]
-        return SimResponse(200, [views.external_search_entry(a) for a in found])
-
-    def _mt_tenants(self, caller, request, rest) -> SimResponse:
-        accounts = [caller.account] if caller.account else []
-        if caller.account and caller.account.email:
-            accounts = self.org.accounts_by_email(caller.account.email)
-        return SimResponse(200, views.tenants_of(accounts))
-
-    def _authz(self, caller: Caller) -> SimResponse:
-        tenant = self.org.tenant_by_id(caller.tenant_id)
-        if tenant is None:
-            raise Refused(401, "Authentication failed: unknown tenant")
-        token = mint_skypetoken(caller.oid, tenant.id, tenant.region, SKYPETOKEN_LIFETIME_S)
-        return SimResponse(200, views.authz(tenant, token, SKYPETOKEN_LIFETIME_S))
 
 
 def _self_conversation(org: Org, thread_id: str, caller: Caller) -> Conversation:

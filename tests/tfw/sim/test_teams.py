@@ -294,3 +294,67 @@ def test_what_it_received_is_recorded_with_headers_and_body_size(
     assert entry.headers["x-tag"] == "1"
     assert entry.body_size == len(b"{not json")
     assert entry.time >= started
+
+
+def test_a_stranger_s_token_is_accepted_but_opens_no_thread(sim: TeamsSimulator, org: Org) -> None:
+    stranger = "99999999-0000-4000-8000-000000000000"
+    token = mint_skypetoken(stranger, org.tenants["quarry"].id, "amer")
+    url = via(sim, f"{LEGACY}/v1/threads/{conv(org, 'grp-ops')}")
+    assert httpx.get(url, headers={"Authentication": f"skypetoken={token}"}).status_code == 403
+
+
+def test_a_token_whose_tenant_does_not_match_the_user_is_401(
+    sim: TeamsSimulator, org: Org
+) -> None:
+    nora = org.accounts["nora"]
+    assert nora.oid
+    token = mint_skypetoken(nora.oid, org.tenants["harbour"].id, "amer")
+    url = via(sim, f"{LEGACY}/v1/threads/{conv(org, 'grp-ops')}")
+    assert httpx.get(url, headers={"Authentication": f"skypetoken={token}"}).status_code == 401
+
+
+def test_the_chat_service_refuses_a_bearer_token_for_another_audience(
+    sim: TeamsSimulator, org: Org
+) -> None:
+    url = via(sim, f"{CLOUD}/v1/threads/{conv(org, 'grp-ops')}")
+    assert httpx.get(url, headers=spaces(org, "nora")).status_code == 401
+
+
+def test_a_channel_reply_is_a_send_in_its_channel(sim: TeamsSimulator, org: Org) -> None:
+    reply = f"{conv(org, 'ch-ops-rates')}%3Bmessageid%3D1764577800400"
+    url = via(sim, f"{LEGACY}/v1/users/ME/conversations/{reply}/messages")
+    response = httpx.post(url, json={"content": "re", "messagetype": "Text"},
+                          headers=skype(org, "ravi"))
+    assert response.status_code == 201
+    assert sim.received[-1].endpoint == "chatsvc.send"
+
+
+def test_notes_to_self_are_accepted_for_anyone(sim: TeamsSimulator, org: Org) -> None:
+    url = via(sim, f"{AFD}/v1/users/ME/conversations/48%3Anotes/messages")
+    response = httpx.post(url, json={"content": "n", "messagetype": "Text"},
+                          headers=skype(org, "omar"))
+    assert response.status_code == 201
+
+
+def test_the_command_line_serves_an_organisation_and_lists_what_it_received() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tfw.stack import free_port, wait_for_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfw.sim.teams", "--org", str(ORG_FILE), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, 20, process)
+        base = f"http://127.0.0.1:{port}"
+        thread = f"{base}/_host/emea.ng.msg.teams.microsoft.com/v1/threads/19%3Aunknown%40thread.v2"
+        assert httpx.get(thread).status_code == 401
+        received = httpx.get(f"{base}/_sim/received").json()
+        assert [(r["endpoint"], r["status"]) for r in received] == [("chatsvc.thread", 401)]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
