@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.audit.chain import Anchor, ChainHead, VerifyReport, verify_chain
 from services.common.contracts import DecisionRecord
@@ -117,8 +117,12 @@ class Archive:
         """
         if not records:
             return 0
-        for _ in range(CHAIN_RETRIES):
-            fresh = await self._not_archived(records)
+        # Duplicates are rare (a redelivery after a crash), so the first attempt just
+        # inserts; only after a duplicate-key error are archived ids looked up first.
+        fresh = list({record.decision_id: record for record in records}.values())
+        for attempt in range(CHAIN_RETRIES):
+            if attempt:
+                fresh = await self._not_archived(fresh)
             if not fresh:
                 return 0
             head = self._head or await self.head()
@@ -145,9 +149,7 @@ class Archive:
         raise ChainConflict(f"chain {self.chain} kept moving for {CHAIN_RETRIES} attempts")
 
     async def _not_archived(self, records: list[DecisionRecord]) -> list[DecisionRecord]:
-        unique: dict[str, DecisionRecord] = {}
-        for record in records:
-            unique.setdefault(record.decision_id, record)
+        unique = {record.decision_id: record for record in records}
         found = self.decisions.find({"_id": {"$in": list(unique)}}, {"_id": 1})
         async for document in found:
             unique.pop(document["_id"], None)
@@ -264,11 +266,16 @@ class Archive:
                 if not prefix:
                     break
                 last = prefix[-1]
-                await self.anchors.update_one(
-                    {"_id": chain},
-                    {"$set": {"seq": last["chain_seq"], "hash": last["hash"], "at": time.time()}},
-                    upsert=True,
-                )
+                try:
+                    # Only ever forward: a concurrent purge may already be further along.
+                    anchored = {"seq": last["chain_seq"], "hash": last["hash"], "at": time.time()}
+                    await self.anchors.update_one(
+                        {"_id": chain, "seq": {"$lt": last["chain_seq"]}},
+                        {"$set": anchored},
+                        upsert=True,
+                    )
+                except DuplicateKeyError:
+                    pass
                 result = await self.decisions.delete_many(
                     {"_id": {"$in": [document["_id"] for document in prefix]}}
                 )
