@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Security, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -169,20 +169,20 @@ def create_app(
         chosen: Selection,
         limit: Annotated[int, Query(ge=1, le=page_max)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the last page")] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Records matching every given filter, newest first, a page at a time."""
         items = await archive.page(chosen, limit + 1, cursor)
         more = len(items) > limit
         items = items[:limit]
-        return {"items": items, "next_cursor": items[-1]["decision_id"] if more else None}
+        return _json({"items": items, "next_cursor": items[-1]["decision_id"] if more else None})
 
     @app.get("/v1/decisions/{decision_id}", response_model=DecisionRecord)
-    async def get_decision(_: Reader, decision_id: str) -> dict[str, Any]:
+    async def get_decision(_: Reader, decision_id: str) -> Response:
         """One record by its decision id (shown to users in every block response)."""
         found = await archive.get(decision_id)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such decision")
-        return found
+        return _json(found)
 
     @app.get("/v1/counts", response_model=CountsPublic)
     async def counts(_: Reader, chosen: Selection) -> dict[str, Any]:
@@ -237,6 +237,12 @@ def create_app(
         return {"removed": removed}
 
     return app
+
+
+def _json(content: Any) -> Response:
+    # Records go out exactly as stored, without validation against the model: a
+    # record someone tampered with must still be readable, never a 500.
+    return Response(orjson.dumps(content), media_type="application/json")
 
 
 async def _jsonl(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:

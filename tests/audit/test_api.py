@@ -214,3 +214,10 @@ async def test_the_openapi_document_lists_every_route(api: Api) -> None:
     paths = (await api.http.get("/openapi.json")).json()["paths"]
     assert {"/v1/decisions", "/v1/decisions/{decision_id}", "/v1/counts", "/v1/export.csv",
             "/v1/export.jsonl", "/v1/verify", "/v1/purge"} <= set(paths)  # fmt: skip
+
+
+async def test_a_tampered_record_is_still_served_as_stored(api: Api) -> None:
+    await api.archive.decisions.update_one({"chain_seq": 1}, {"$set": {"decision": "maybe"}})
+    listed = await api.http.get("/v1/decisions", headers=api.as_reader())
+    assert listed.status_code == 200
+    assert "maybe" in {item["decision"] for item in listed.json()["items"]}
