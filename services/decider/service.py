@@ -30,8 +30,10 @@ from services.common.contracts import (
     error_headers,
 )
 from services.common.ops import spawn
+from services.common.settings import SettingsError
 from services.decider.decide import decide
-from services.decider.rules import RuleSet, compile_rules
+from services.decider.legacy import LegacyError, import_xml
+from services.decider.rules import RuleError, RuleSet, compile_rules
 from services.decider.settings import DeciderSettings
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,7 @@ class Decider(BusService):
         self.js = self.nc.jetstream()
         await self.ensure_stream()
         if self.settings.rules_file:
-            source = await asyncio.to_thread(Path(self.settings.rules_file).read_text, "utf-8")
-            self.use(compile_rules(source))
+            self.use(await self.read_rule_file(self.settings.rules_file))
         ready = asyncio.Event()
         spawn(
             watch_key(
@@ -75,6 +76,22 @@ class Decider(BusService):
         except TimeoutError:
             log.warning("rule bucket not read within 5 s; using the local rule file only")
         await self.nc.subscribe(self.subjects.enriched, queue=QUEUE_DECIDER, cb=self.on_enriched)
+
+    async def read_rule_file(self, name: str) -> RuleSet:
+        """The local rule file (YAML, or 2021 XML converted as on push). A file that
+        cannot be read or compiled stops the service at start, naming the problem."""
+        path = Path(name)
+        try:
+            source = await asyncio.to_thread(path.read_text, "utf-8")
+            if source.lstrip().startswith("<"):
+                source, report = import_xml(source, path.name)
+                for problem in report.problems:
+                    log.warning("rule file %s: %s", name, problem)
+            return compile_rules(source)
+        except OSError as exc:
+            raise SettingsError([("TFW_RULES_FILE", name, exc.strerror or "cannot read")]) from None
+        except (RuleError, LegacyError) as exc:
+            raise SettingsError([("TFW_RULES_FILE", name, str(exc))]) from None
 
     async def ensure_stream(self) -> None:
         assert self.js is not None

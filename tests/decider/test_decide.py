@@ -24,7 +24,7 @@ def rules_of(text: str) -> RuleSet:
     return compile_rules(f"internal_tenants: [{FIRM}]\n" + textwrap.dedent(text))
 
 
-def run(rules: RuleSet, **event: Any):  # type: ignore[no-untyped-def]
+def run(rules: RuleSet, **event: Any) -> tuple[Verdict, DecisionRecord]:
     return decide(event_from_spec(event, rules), rules)
 
 

@@ -7,12 +7,12 @@ import textwrap
 import pytest
 
 from services.common.contracts import Action
-from services.decider.rules import RuleError, compile_rules
+from services.decider.rules import RuleError, RuleSet, compile_rules
 
 FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
 
 
-def _compile(text: str, now: float | None = None):  # type: ignore[no-untyped-def]
+def _compile(text: str, now: float | None = None) -> RuleSet:
     return compile_rules(textwrap.dedent(text), now=now)
 
 

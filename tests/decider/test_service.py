@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
+import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -30,6 +31,7 @@ from services.common.contracts import (
     encode,
     new_decision_id,
 )
+from services.common.settings import SettingsError
 from services.decider.rules import RuleSet, compile_rules
 from services.decider.service import Decider
 from services.decider.settings import DeciderSettings
@@ -110,18 +112,39 @@ class Running:
         return decode(Verdict, reply.data)
 
 
+def settings_for(nats_url: str, prefix: str, **extra: str) -> DeciderSettings:
+    # JetStream reserves a stream's max_bytes up front: keep test streams small.
+    return DeciderSettings(
+        nats_url=nats_url, subject_prefix=prefix, stream_max_bytes=8 * 1024**2, **extra
+    )
+
+
+async def remove(nc: NATS, subjects: Subjects) -> None:
+    """Delete what a test's decider created on the shared server."""
+    js = nc.jetstream()
+    for delete in (
+        lambda: js.delete_stream(subjects.decision_stream),
+        lambda: js.delete_key_value(subjects.rules_bucket),
+    ):
+        try:
+            await delete()
+        except nats.js.errors.NotFoundError:
+            pass
+
+
 @pytest.fixture
 async def running(nats_url: str) -> AsyncIterator[Running]:
     prefix = "tdec" + secrets.token_hex(3)
-    settings = DeciderSettings(nats_url=nats_url, subject_prefix=prefix)
+    settings = settings_for(nats_url, prefix)
     decider = Decider(settings)
     await decider.start()
     nc = await nats.connect(nats_url)
     try:
         yield Running(decider, nc, Subjects(prefix), nats_url)
     finally:
-        await nc.close()
         await decider.stop()
+        await remove(nc, Subjects(prefix))
+        await nc.close()
 
 
 async def test_a_pushed_rule_set_becomes_active_and_every_verdict_names_its_version(
@@ -198,3 +221,37 @@ async def test_every_decision_is_in_the_stream_before_its_verdict_arrives(
     )
     assert message.headers is not None
     assert message.headers.get("Nats-Msg-Id") == verdict.decision_id
+
+
+async def test_a_2021_xml_rule_file_is_converted_at_start(
+    nats_url: str, shared_cases: Path
+) -> None:
+    prefix = "tdec" + secrets.token_hex(3)
+    decider = Decider(settings_for(nats_url, prefix, rules_file=str(shared_cases / "rules.xml")))
+    await decider.start()
+    try:
+        assert decider.rules is not None
+        assert "Research may not message Trading" in [r.name for r in decider.rules.rules]
+    finally:
+        await decider.stop()
+        nc = await nats.connect(nats_url)
+        await remove(nc, Subjects(prefix))
+        await nc.close()
+
+
+async def test_a_bad_rule_file_stops_the_decider_at_start_naming_it(
+    nats_url: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules: [{name: x, then: [explode]}]\n")
+    prefix = "tdec" + secrets.token_hex(3)
+    decider = Decider(settings_for(nats_url, prefix, rules_file=str(bad)))
+    try:
+        with pytest.raises(SettingsError, match="TFW_RULES_FILE") as caught:
+            await decider.start()
+        assert "explode" in str(caught.value)
+    finally:
+        await decider.stop()
+        nc = await nats.connect(nats_url)
+        await remove(nc, Subjects(prefix))
+        await nc.close()
