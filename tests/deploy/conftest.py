@@ -19,7 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 NATS_COMPONENT = K8S / "components" / "nats"
-KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod", "examples/keda")
+KUSTOMIZATIONS = (
+    "base",
+    "overlays/dev",
+    "overlays/prod",
+    "examples/keda",
+    "examples/nats-cluster",
+)
 NATS_USERS = ("interceptor", "resolver", "decider", "audit", "siem", "admin", "system")
 
 

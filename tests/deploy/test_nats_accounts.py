@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 
 from services.common.contracts import Subjects
-from tests.deploy.conftest import DEPLOY, AccountsServer, load_module
+from tests.deploy.conftest import (
+    DEPLOY,
+    NATS_COMPONENT,
+    NATS_USERS,
+    AccountsServer,
+    load_module,
+)
+from tfw.stack import find_nats_server
 
 SUBJECTS = Subjects("tfw")
 TOKEN_SUBJECTS = (SUBJECTS.intercepted, SUBJECTS.observed)
@@ -164,3 +175,36 @@ async def test_the_bootstrap_creates_the_stream_and_the_rule_bucket_twice_over(
         assert (await kv.status()).history == 10
         consumer = await js.consumer_info(SUBJECTS.decision_stream, "siem")
         assert consumer.config.durable_name == "siem"
+
+
+@pytest.mark.parametrize("component", ["nats", "nats-cluster"])
+def test_the_shipped_server_configurations_are_accepted_by_nats_server(
+    tmp_path: Path, component: str
+) -> None:
+    shutil.copy(NATS_COMPONENT / "accounts.conf", tmp_path / "accounts.conf")
+    shutil.copy(NATS_COMPONENT.parent / component / "nats.conf", tmp_path / "nats.conf")
+    env = {f"TFW_NATS_{user.upper()}_PASSWORD": "t" + "0" * 40 for user in NATS_USERS}
+    env["POD_NAME"] = "tfw-nats-0"
+    result = subprocess.run(
+        [find_nats_server(), "-c", str(tmp_path / "nats.conf"), "-t"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_cluster_routes_name_each_pod_of_the_three_node_statefulset(
+    rendered: dict[str, list[dict]],
+) -> None:
+    objects = rendered["examples/nats-cluster"]
+    (statefulset,) = [o for o in objects if o["kind"] == "StatefulSet"]
+    assert statefulset["spec"]["replicas"] == 3
+    (config,) = [
+        o for o in objects if o["kind"] == "ConfigMap" and "nats.conf" in o.get("data", {})
+    ]
+    routes = re.findall(r"nats://([\w.-]+):6222", config["data"]["nats.conf"])
+    service = statefulset["spec"]["serviceName"]
+    assert routes == [f"tfw-nats-{i}.{service}" for i in range(3)]
+    assert "accounts.conf" in config["data"]

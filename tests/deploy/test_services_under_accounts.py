@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ class Deployment:
     def client(self) -> httpx.Client:
         port = self.stack.find("interceptor").port
         ca = self.stack.data_dir / "mitmproxy" / "mitmproxy-ca-cert.pem"
-        return httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=str(ca), timeout=10)
+        trust = ssl.create_default_context(cafile=str(ca))
+        return httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=trust, timeout=10)
 
     def archived(self, decision_id: str, timeout: float = 15.0) -> list[dict]:
         assert self.stack.mongodb_uri
