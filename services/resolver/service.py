@@ -111,6 +111,9 @@ class Resolver(BusService):
         self.resolution = build_resolution(settings, self.mongo, self.client)
         self._limit = asyncio.Semaphore(settings.max_in_flight)
         self._tasks: list[asyncio.Task[Any]] = []
+        # Ready only once subscribed: connected alone would take requests nobody hears.
+        self._subscribed = False
+        self.health.add_check("subscribed", lambda: self._subscribed)
 
     @property
     def internal_tenants(self) -> frozenset[str]:
@@ -118,11 +121,7 @@ class Resolver(BusService):
 
     async def setup(self) -> None:
         assert self.nc is not None
-        try:
-            await self.resolution.store.ensure_indexes()
-        except Exception as exc:
-            # The store degrades to this process's cache; lookups still work.
-            log.warning("could not create the resolver's indexes: %s", exc)
+        self._tasks.append(spawn(self.ensure_indexes(), "resolver-indexes"))
         await self.nc.subscribe(
             self.subjects.intercepted, queue=QUEUE_RESOLVER, cb=self.on_intercepted
         )
@@ -136,6 +135,14 @@ class Resolver(BusService):
             )
         )
         self._tasks.append(spawn(self.purge_tokens(), "resolver-token-purge"))
+        self._subscribed = True
+
+    async def ensure_indexes(self) -> None:
+        """Create the TTL indexes; without them the store still works, only unswept."""
+        try:
+            await self.resolution.store.ensure_indexes()
+        except Exception as exc:
+            log.warning("could not create the resolver's indexes: %s", exc)
 
     async def teardown(self) -> None:
         for task in self._tasks:

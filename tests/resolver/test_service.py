@@ -53,6 +53,7 @@ def resolver(
                 "TFW_SUBJECT_PREFIX": PREFIX,
                 "TFW_DATABASE": f"tfw_{PREFIX}",
                 "TFW_TEAMS_REDIRECT": sim.url,
+                "TFW_LOG_LEVEL": "DEBUG",
                 "TFW_INTERNAL_TENANTS": f"{org.tenants['firm'].id},{org.tenants['firm-eu'].id}",
             },
         )
