@@ -153,7 +153,15 @@ class Stack:
         store = self.data_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
         argv = [find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)]
-        process = self.spawn("nats", argv + (extra or []), port=port)
+        extra = list(extra or [])
+        if not {"-c", "--config"} & set(extra):
+            # JetStream reserves each file stream's max_bytes (10 GiB for decisions) up
+            # front against a store limit of 75% of the free disk, so a few test
+            # deployments on one server would exhaust it; each stream keeps its own limit.
+            config = self.data_dir / "nats-jetstream.conf"
+            config.write_text("jetstream {\n  max_file_store: 1TB\n}\n", encoding="utf-8")
+            extra += ["-c", str(config)]
+        process = self.spawn("nats", argv + extra, port=port)
         wait_for_port(port, 15, process.popen)
         self.nats_url = f"nats://127.0.0.1:{port}"
         return self.nats_url

@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 
 from services.audit.archive import Archive
 from services.audit.keys import ApiKeys
+from services.common.bus import decision_stream_config
 from services.common.contracts import DecisionRecord, Subjects, encode
 from tests.audit.support import records
 from tfw.stack import Process, Stack
@@ -265,3 +266,20 @@ async def test_an_audit_started_while_the_database_is_down_archives_once_it_is_b
     assert len(ids) == 10
     [report] = await deployment.verified()
     assert report.ok and report.checked == 10
+
+
+async def test_many_deployments_decision_streams_fit_on_one_local_server(
+    deployment: Deployment,
+) -> None:
+    # Each decision stream reserves its 10 GiB default up front; the local stack's
+    # server must take more of them than the disk could hold if they were full.
+    assert deployment.nc is not None
+    js = deployment.nc.jetstream()
+    names = [Subjects(f"tmany{index}{secrets.token_hex(2)}") for index in range(12)]
+    try:
+        for subjects in names:
+            await js.add_stream(decision_stream_config(subjects, 3600, 10 * 1024**3))
+    finally:
+        for subjects in names:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(subjects.decision_stream)
