@@ -23,7 +23,7 @@ import orjson
 from tfw.sim.client import ReplayResult
 from tfw.sim.demo_run import Outcome, RulesError, outcomes, prepare_rules, replay, start_services
 from tfw.sim.org import Org, OrgError, load_org
-from tfw.sim.scenario import ScenarioError, load_scenario
+from tfw.sim.scenario import ScenarioError, ScenarioRequest, load_scenario
 from tfw.sim.teams import TeamsSimulator
 from tfw.stack import Stack, StackError
 
@@ -65,7 +65,9 @@ def handle(args: argparse.Namespace) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _run(args: argparse.Namespace, org: Org, requests: list, data_dir: Path) -> int:
+def _run(
+    args: argparse.Namespace, org: Org, requests: list[ScenarioRequest], data_dir: Path
+) -> int:
     try:
         rules = prepare_rules(Path(args.rules), data_dir / "rules")
     except RulesError as exc:
@@ -79,10 +81,9 @@ def _run(args: argparse.Namespace, org: Org, requests: list, data_dir: Path) -> 
         stack = Stack(data_dir, log=log)
         try:
             with TeamsSimulator(org) as simulator, stack:
-                print(f"Starting the stack (logs: {'below' if args.logs else log_path}) …",
-                      file=sys.stderr)
+                where = "below" if args.logs else (log_path if args.data_dir else "--logs")
+                print(f"Starting the stack (services' logs: {where}) …", file=sys.stderr)
                 stack.start_nats()
-                assert stack.mongodb_uri is None
                 mongodb_uri = stack.start_mongo()
                 database = f"tfw_demo_{secrets.token_hex(3)}"
                 start_services(stack, simulator.port, rules, {"TFW_DATABASE": database})
@@ -91,7 +92,8 @@ def _run(args: argparse.Namespace, org: Org, requests: list, data_dir: Path) -> 
                 results = replay(org, requests, stack, simulator, _progress)
                 found = outcomes(results, mongodb_uri, database)
         except StackError as exc:
-            print(f"\ntfw demo: the stack failed: {exc} (see {log_path})", file=sys.stderr)
+            print(f"\ntfw demo: the stack failed: {exc}", file=sys.stderr)
+            _show_log_tail(log_path, args.data_dir)
             return 1
     print(render_table(found))
     print(summary(found))
@@ -100,7 +102,24 @@ def _run(args: argparse.Namespace, org: Org, requests: list, data_dir: Path) -> 
             for outcome in found:
                 out.write(orjson.dumps(outcome.line()) + b"\n")
         print(f"Wrote {len(found)} lines to {args.out}", file=sys.stderr)
+    unarchived = [o.result.id for o in found if o.result.decision_id and o.record is None]
+    if unarchived:
+        print(f"tfw demo: no decision record was archived for {', '.join(unarchived)}",
+              file=sys.stderr)
+        _show_log_tail(log_path, args.data_dir)
+        return 1
     return 0
+
+
+def _show_log_tail(log_path: Path, kept: str | None, lines: int = 40) -> None:
+    """The end of the services' log, since a temporary data directory is removed."""
+    try:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return
+    where = f"the full log is {log_path}" if kept else "rerun with --data-dir to keep it"
+    print(f"--- last lines of the services' log ({where}) ---", file=sys.stderr)
+    print("\n".join(tail), file=sys.stderr)
 
 
 def _progress(done: int, total: int, result: ReplayResult) -> None:

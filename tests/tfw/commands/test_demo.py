@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,13 @@ pytestmark = pytest.mark.e2e
 DEMO_DATA = ROOT / "tfw" / "demo_data"
 
 
-def run_demo(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run_demo(
+    out: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     completed = subprocess.run(
         [sys.executable, "-m", "tfw", "demo", "--out", str(out), *extra],
         capture_output=True, text=True, timeout=240, cwd=ROOT, check=False,
+        env={**os.environ, **(env or {})},
     )
     lines = [orjson.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     return completed, {line["id"]: line for line in lines}
@@ -102,4 +106,14 @@ def test_a_missing_organisation_file_is_refused_before_anything_starts(tmp_path:
     completed, lines = run_demo(tmp_path / "out.jsonl", "--org", str(tmp_path / "none.yaml"))
     assert completed.returncode == 2
     assert "none.yaml" in completed.stderr
+    assert lines == {}
+
+
+def test_a_service_that_refuses_to_start_makes_the_demo_exit_1_with_its_log(
+    tmp_path: Path,
+) -> None:
+    completed, lines = run_demo(tmp_path / "out.jsonl", env={"TFW_LOG_LEVEL": "LOUD"})
+    assert completed.returncode == 1
+    assert "the stack failed" in completed.stderr
+    assert "TFW_LOG_LEVEL" in completed.stderr  # the refusing service says why, in the log tail
     assert lines == {}
