@@ -7,6 +7,7 @@ Used by ``tfw up``, ``tfw demo`` and the test suite. Every process is started on
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -90,6 +91,20 @@ def find_secantus() -> str:
         "secantusd-py not found: run scripts/setup (it installs secantusdb into "
         ".venv-secantus), or set TFW_SECANTUSD, or point TFW_MONGODB_URI at MongoDB"
     )
+
+
+def dev_token_key(data_dir: Path) -> str:
+    """This stack's development token key for the resolver: base64 of 32 random bytes
+    kept in ``<data dir>/resolver-token.key`` (mode 0600), so the tokens the resolver
+    sealed survive a restart of ``tfw up``. Production takes its key from a Secret."""
+    path = data_dir / "resolver-token.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(base64.b64encode(os.urandom(32)).decode())
+    return path.read_text(encoding="ascii").strip()
 
 
 @dataclass
@@ -217,6 +232,8 @@ class Stack:
             proxy_port = int(merged.get("TFW_LISTEN_PORT") or free_port())
             merged["TFW_LISTEN_PORT"] = str(proxy_port)
             merged.setdefault("TFW_CONFDIR", str(self.data_dir / "mitmproxy"))
+        if service == "resolver" and not merged.get("TFW_TOKEN_KEY"):
+            merged["TFW_TOKEN_KEY"] = dev_token_key(self.data_dir)
         port = proxy_port or api_port
         process = self.spawn(service, argv, merged, port=port, http_port=http_port)
         if wait:
