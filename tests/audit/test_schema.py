@@ -37,3 +37,16 @@ def test_a_chained_record_validates_against_the_schema() -> None:
     jsonschema.Draft202012Validator(schema).validate(item)
     item["decision"] = "maybe"
     assert not jsonschema.Draft202012Validator(schema).is_valid(item)
+
+
+def test_no_field_of_the_record_can_hold_a_credential() -> None:
+    schema = orjson.loads(schema_json())
+    names = list(schema["properties"])
+    for definition in schema["$defs"].values():
+        names += list(definition.get("properties", {}))
+    suspicious = [
+        name
+        for name in names
+        if any(word in name.lower() for word in ("token", "authorization", "secret", "cookie"))
+    ]
+    assert suspicious == []
