@@ -27,6 +27,13 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=str(ROOT / ".data"), help="where servers keep data")
     parser.add_argument("--proxy-port", type=int, default=8080, help="proxy listen port")
     parser.add_argument("--rules", help="a rule file for the decider (YAML)")
+    parser.add_argument(
+        "--teams-sim",
+        metavar="ORG",
+        help="serve Teams from the simulator with this organisation YAML instead of "
+        "Microsoft: the proxy and the resolver's lookups go to it (for trying rules "
+        "with your own requests, e.g. `tfw demo --scenario` or curl through the proxy)",
+    )
 
 
 def start_stack(
@@ -51,12 +58,35 @@ def start_stack(
     stack.start_service("interceptor", {**env, "TFW_LISTEN_PORT": str(args.proxy_port)})
 
 
+def simulator_env(port: int) -> dict[str, str]:
+    """Environment that sends every Teams request, the proxy's and the resolver's, to
+    the Teams simulator on ``port`` (decided first, on the real Teams host)."""
+    simulator = f"http://127.0.0.1:{port}"
+    return {
+        "TFW_MAP_REMOTE": f"|https://([a-z0-9.-]+)/|{simulator}/_host/\\1/",
+        "TFW_TEAMS_REDIRECT": simulator,
+    }
+
+
 def handle(args: argparse.Namespace) -> int:
     stack = Stack(Path(args.data_dir))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    simulator = None
     try:
-        start_stack(args, stack)
+        extra_env: dict[str, str] = {}
+        if getattr(args, "teams_sim", None):
+            from tfw.sim.org import OrgError, load_org
+            from tfw.sim.teams import TeamsSimulator
+
+            try:
+                simulator = TeamsSimulator(load_org(args.teams_sim))
+            except OrgError as exc:
+                print(f"tfw up: {exc}", file=sys.stderr)
+                return 2
+            extra_env = simulator_env(simulator.start())
+            print(f"Teams simulator on {simulator.url} serving {args.teams_sim}", file=sys.stderr)
+        start_stack(args, stack, extra_env)
         print(
             f"TeamsFirewall is up: proxy on 127.0.0.1:{args.proxy_port}, NATS {stack.nats_url}. "
             "Ctrl-C stops everything.",
@@ -74,4 +104,6 @@ def handle(args: argparse.Namespace) -> int:
         pass
     finally:
         stack.stop()
+        if simulator is not None:
+            simulator.stop()
     return 0

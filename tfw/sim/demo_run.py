@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pymongo import MongoClient
 
+from tfw.commands.up import simulator_env
 from tfw.sim.client import Replayer, ReplayResult
 from tfw.sim.org import Org
 from tfw.sim.scenario import ScenarioRequest
@@ -95,17 +96,17 @@ def prepare_rules(source: Path, work_dir: Path) -> PreparedRules:
 
 def service_env(simulator_port: int, rules: PreparedRules) -> dict[str, dict[str, str]]:
     """Per-service environment that points every Teams request at the simulator."""
-    simulator = f"http://127.0.0.1:{simulator_port}"
+    redirect = simulator_env(simulator_port)
     return {
         "resolver": {
-            "TFW_TEAMS_REDIRECT": simulator,
+            "TFW_TEAMS_REDIRECT": redirect["TFW_TEAMS_REDIRECT"],
             "TFW_INTERNAL_TENANTS": ",".join(rules.internal_tenants),
         },
         "decider": {"TFW_RULES_FILE": str(rules.path)},
         "audit": {},
         "interceptor": {
             # Decided before map_remote rewrites, so decisions name the real Teams host.
-            "TFW_MAP_REMOTE": f"|https://([a-z0-9.-]+)/|{simulator}/_host/\\1/",
+            "TFW_MAP_REMOTE": redirect["TFW_MAP_REMOTE"],
             "TFW_DECIDE_READS": "true",
             "TFW_DECISION_HEADER": "true",
             "TFW_LISTEN_PORT": str(free_port()),
