@@ -21,10 +21,11 @@ from services.common.contracts import (
     decode,
     encode,
 )
+from services.resolver.settings import ResolverSettings
 from tests.resolver.harness import auth_headers, intercepted, sign_in
 from tfw.sim.org import Org, load_org
 from tfw.sim.teams import TeamsSimulator
-from tfw.stack import Stack
+from tfw.stack import Stack, dev_token_key
 
 PREFIX = "tres" + secrets.token_hex(3)
 SUBJECTS = Subjects(PREFIX)
@@ -127,3 +128,10 @@ async def test_a_request_for_an_unknown_conversation_still_yields_an_event(
     event = await _ask(bus, request)
     assert event.context.source is ContextSource.UNRESOLVED
     assert "404" in (event.context.reason or "")
+
+
+def test_the_local_stack_gives_the_resolver_one_persistent_private_key(tmp_path: Path) -> None:
+    first = dev_token_key(tmp_path)
+    assert dev_token_key(tmp_path) == first
+    assert (tmp_path / "resolver-token.key").stat().st_mode & 0o777 == 0o600
+    assert len(ResolverSettings.load(env={"TFW_TOKEN_KEY": first}).token_key_bytes() or b"") == 32
