@@ -69,9 +69,17 @@ async def ensure_decision_stream(
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn inside our event loop: the service owns the signals, not uvicorn."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.listening.set()
 
 
 class Audit(BusService):
@@ -139,9 +147,16 @@ class Audit(BusService):
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.settings.api_host, self.settings.api_port))
         self.api_port = int(listener.getsockname()[1])
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(self.settings.drain_timeout_s),
+        )
         self._api = _EmbeddedServer(config)
         self._tasks.append(spawn(self._api.serve(sockets=[listener]), "audit-api"))
+        await asyncio.wait_for(self._api.listening.wait(), 10)  # ready: the API answers
         log.info("audit API on http://%s:%d/docs", self.settings.api_host, self.api_port)
 
     async def stop(self) -> None:
