@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.contracts import (
+    Action,
     ContextSource,
     ConversationType,
     EnrichedEvent,
@@ -79,6 +80,9 @@ def middle_tier_base(endpoints: Endpoints | None, region: str | None) -> str | N
     return f"https://teams.microsoft.com/api/mt/{region}" if region else None
 
 
+_ROSTER_CHANGES = (Action.MEMBER_ADD, Action.MEMBER_REMOVE, Action.CHAT_RENAME)
+
+
 @dataclass(slots=True)
 class _Roster:
     """Participants built for one version of a conversation record."""
@@ -112,17 +116,42 @@ class Resolution:
         started = time.perf_counter()
         event, parsed, tokens = understand(request)
         event.location = location_of(event.actor, self.internal_tenants)
+        try:
+            await self._attach_context(request, event, parsed, tokens)
+        except Exception:
+            # The request is still understood (action, actor): the decider applies its
+            # fail mode to the missing context instead of the interceptor timing out.
+            log.exception("context resolution failed", extra={"decision_id": request.id})
+            event.context = Provenance(
+                source=ContextSource.UNRESOLVED, reason="the resolver failed to resolve context"
+            )
+        event.federated = federated_of(event.actor, event.participants)
+        if event.context.source is ContextSource.UNRESOLVED:
+            log.info(
+                "context unresolved: %s", event.context.reason, extra={"decision_id": request.id}
+            )
+        event.resolve_ms = (time.perf_counter() - started) * 1000
+        return event
+
+    async def _attach_context(
+        self,
+        request: InterceptedRequest,
+        event: EnrichedEvent,
+        parsed: ParsedRequest,
+        tokens: list[Token],
+    ) -> None:
         if tokens and event.credential.status.value == "ok":
             await self.learner.learn_tokens(request.headers, tokens)
         deadline = time.monotonic() + self.resolve_timeout_s
         caller, access = await self._caller(request, event, tokens)
         if event.conversation is not None:
             await self._conversation(event, parsed, caller, access, deadline)
+            if parsed.action in _ROSTER_CHANGES:
+                # The roster is about to change (if allowed): learn it afresh next time.
+                await self.store.forget_conversation(event.conversation.id)
+                self._rosters.drop(event.conversation.id)
         else:
             await self._targets_only(event, parsed, access, deadline)
-        event.federated = federated_of(event.actor, event.participants)
-        event.resolve_ms = (time.perf_counter() - started) * 1000
-        return event
 
     async def _caller(
         self, request: InterceptedRequest, event: EnrichedEvent, tokens: list[Token]

@@ -159,6 +159,16 @@ class Store:
         self.conversations.put(record.id, record, record.expires_at)
         return record
 
+    async def forget_conversation(self, conversation_id: str) -> None:
+        """Drop a conversation here and in the shared store (other replicas' memory
+        keeps it until it expires)."""
+        self.conversations.drop(conversation_id)
+        if self.db is not None:
+            try:
+                await self.db.conversations.delete_one({"_id": conversation_id})
+            except PyMongoError as exc:
+                log.warning("could not forget a conversation: %s", exc)
+
     async def save_conversation(self, record: ConversationRecord) -> None:
         self.conversations.put(record.id, record, record.expires_at)
         await self._upsert("conversations", record.id, asdict(record), record.expires_at)

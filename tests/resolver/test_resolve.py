@@ -406,3 +406,37 @@ async def test_the_shared_scenario_gets_the_expected_actions_types_and_locations
             assert event.federated is False
         if step["id"] == "s04":
             assert event.location is Location.EXTERNAL
+
+
+async def test_adding_a_member_makes_the_next_request_learn_the_roster_afresh(
+    sim: TeamsSimulator, org: Org
+) -> None:
+    resolution = await _signed_in(sim, org, "alice")
+    await _send(resolution, org, "alice", "grp-research")
+    conv_id = org.conversations["grp-research"].id
+    frank = org.accounts["frank"].mri.replace(":", "%3A")
+    add = intercepted(
+        "PUT",
+        f"https://emea.ng.msg.teams.microsoft.com/v1/threads/{conv_id}/members/{frank}",
+        auth_headers(org.accounts["alice"]),
+        {"role": "User"},
+    )
+    event = await resolution.enrich(add)
+    assert event.action is Action.MEMBER_ADD
+    assert [p.email for p in event.target_participants] == ["frank@client-co.example"]
+    assert await resolution.store.conversation(conv_id) is None
+
+
+async def test_an_internal_failure_still_yields_an_unresolved_event(
+    sim: TeamsSimulator, org: Org
+) -> None:
+    resolution = await _signed_in(sim, org, "alice")
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    resolution.store.endpoints_of = broken  # type: ignore[method-assign,assignment]
+    event = await _send(resolution, org, "alice", "grp-cross")
+    assert event.action is Action.MESSAGE_SEND
+    assert event.context.source is ContextSource.UNRESOLVED
+    assert event.context.reason == "the resolver failed to resolve context"
