@@ -46,6 +46,7 @@ from services.interceptor.metrics import (
 from services.interceptor.observe import Observer, has_credentials
 from services.interceptor.scope import (
     PASS,
+    HostKind,
     Route,
     action_class,
     bare_host,
@@ -154,11 +155,19 @@ class Interceptor:
             self._refuse(flow, flow.request.host)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        """Decrypt only the controlled and unknown Teams hosts; tunnel the rest."""
-        host = data.client_hello.sni or ""
-        if not host and data.context.server.address:
-            host = str(data.context.server.address[0])
-        if self.settings.tls_passthrough and not should_decrypt(host, self.settings.consumer_hosts):
+        """Decrypt only the controlled and unknown Teams hosts; tunnel the rest.
+
+        Both the SNI and the host the client asked to CONNECT to are checked, so a
+        client cannot get a chat-service connection tunnelled by naming another host
+        in one of them.
+        """
+        hosts = [data.client_hello.sni or ""]
+        if data.context.server.address:
+            hosts.append(str(data.context.server.address[0]))
+        consumer = self.settings.consumer_hosts
+        if self.settings.tls_passthrough and not any(
+            should_decrypt(host, consumer) for host in hosts
+        ):
             data.ignore_connection = True
             CONNECTIONS.labels("tunnelled").inc()
             return
@@ -182,17 +191,11 @@ class Interceptor:
         """Route the request once; a controlled request is never streamed upstream."""
         try:
             request = flow.request
-            host = request.pretty_host
-            if self.settings.allow_only_teams and not is_teams_host(host):
-                self._refuse(flow, host)
+            hosts = _hosts_of(request)
+            if self.settings.allow_only_teams and not all(map(is_teams_host, hosts)):
+                self._refuse(flow, request.pretty_host)
                 return
-            decided = route(
-                request.method,
-                host,
-                request.path,
-                self.settings.consumer_hosts,
-                self.settings.decide_reads,
-            )
+            decided, host = self._route(request, hosts)
             flow.metadata[_ROUTE] = decided
             flow.metadata[_ORIGIN] = (host, request.path)
             if decided.decide:
@@ -202,6 +205,24 @@ class Interceptor:
         except Exception:
             # Routing is decided again in the request hook, which fails closed.
             log.exception("could not route a request to %s", flow.request.pretty_host)
+
+    def _route(self, request: http.Request, hosts: list[str]) -> tuple[Route, str]:
+        """Route on the Host header and on the connection's host: the stricter wins,
+        so a request cannot dodge its decision by naming another host in its headers."""
+        routes = [
+            (
+                route(
+                    request.method,
+                    host,
+                    request.path,
+                    self.settings.consumer_hosts,
+                    self.settings.decide_reads,
+                ),
+                host,
+            )
+            for host in hosts
+        ]
+        return next((pair for pair in routes if pair[0].decide), routes[0])
 
     async def request(self, flow: http.HTTPFlow) -> None:
         """Decide a controlled request on its whole body, before anything goes upstream."""
@@ -216,14 +237,12 @@ class Interceptor:
 
     async def _request(self, flow: http.HTTPFlow, decision_id: str) -> None:
         request = flow.request
-        decided: Route = flow.metadata.get(_ROUTE) or route(
-            request.method,
-            request.pretty_host,
-            request.path,
-            self.settings.consumer_hosts,
-            self.settings.decide_reads,
-        )
-        host, path = flow.metadata.get(_ORIGIN) or (request.pretty_host, request.path)
+        if _ROUTE in flow.metadata:
+            decided: Route = flow.metadata[_ROUTE]
+            host, path = flow.metadata[_ORIGIN]
+        else:
+            decided, host = self._route(request, _hosts_of(request))
+            path = request.path
         if decided.observe_token and self.settings.observe and has_credentials(request.headers):
             self.observer.offer_token(request.method, host, path, request.headers)
         _frame_body(request)
@@ -423,7 +442,7 @@ class Interceptor:
         )
 
     def _forwarded_for(self, flow: http.HTTPFlow, decided: Route) -> None:
-        if not self.settings.x_forwarded_for or decided.kind.value in ("foreign",):
+        if not self.settings.x_forwarded_for or decided.kind is HostKind.FOREIGN:
             return
         peer = flow.client_conn.peername
         if not peer:
@@ -442,6 +461,14 @@ class Interceptor:
             "paths on it are decided)",
             host,
         )
+
+
+def _hosts_of(request: http.Request) -> list[str]:
+    """The Host header's host, then the connection's host when it differs."""
+    hosts = [request.pretty_host]
+    if request.host and bare_host(request.host) != bare_host(request.pretty_host):
+        hosts.append(request.host)
+    return hosts
 
 
 def _frame_body(request: http.Request) -> None:

@@ -50,9 +50,11 @@ def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
         core.Core(),
         block.Block(),
         proxyauth.ProxyAuth(),
+        # Before the server: TlsConfig creates the CA in its `running` hook, and the
+        # proxy must not listen before the CA exists.
+        tlsconfig.TlsConfig(),
         proxyserver.Proxyserver(),
         next_layer.NextLayer(),
-        tlsconfig.TlsConfig(),
         errorcheck.ErrorCheck(),
         # Decide before map_remote rewrites the destination (demos and tests send
         # Teams hosts to a simulator): the decision is about the real Teams host.

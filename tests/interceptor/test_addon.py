@@ -4,6 +4,7 @@ real proxy cannot easily be pushed into."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -208,3 +209,32 @@ def test_stream_large_bodies_is_refused() -> None:
     with taddons.context(proxyserver.Proxyserver(), addon) as context:
         with pytest.raises(exceptions.OptionsError):
             context.configure(addon, stream_large_bodies="1m")
+
+
+async def test_a_request_naming_a_tunnelled_host_in_its_headers_is_still_decided() -> None:
+    addon = addon_with(answer=lambda decision_id: b"{")
+    flow = flow_for(SEND)
+    flow.request.headers["Host"] = "go.trouter.teams.microsoft.com"
+    await run(addon, flow)
+    assert len(addon.nc.asked) == 1  # type: ignore[union-attr]
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+
+
+def test_tls_is_decrypted_when_either_the_sni_or_the_connect_host_is_controlled() -> None:
+    addon = addon_with()
+
+    def hello(sni: str, connect_host: str) -> Any:
+        data = SimpleNamespace(
+            client_hello=SimpleNamespace(sni=sni),
+            context=SimpleNamespace(server=SimpleNamespace(address=(connect_host, 443))),
+            ignore_connection=False,
+        )
+        addon.tls_clienthello(data)  # type: ignore[arg-type]
+        return data.ignore_connection
+
+    assert hello("presence.teams.microsoft.com", "emea.ng.msg.teams.microsoft.com") is False
+    assert hello("emea.ng.msg.teams.microsoft.com", "presence.teams.microsoft.com") is False
+    assert hello("", "teams.cloud.microsoft") is False
+    assert hello("presence.teams.microsoft.com", "presence.teams.microsoft.com") is True
+    assert hello("login.microsoftonline.com", "login.microsoftonline.com") is True

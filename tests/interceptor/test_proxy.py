@@ -495,3 +495,19 @@ def test_the_real_pipeline_blocks_missing_or_unreadable_credentials_with_a_clear
     else:
         assert response.status_code == 201, response.text
         assert len(pipeline.upstream.received) == before + 1
+
+
+def test_a_chat_request_cannot_dodge_its_decision_with_another_host_header(
+    decider: Proxy, scenario: dict[str, dict[str, Any]]
+) -> None:
+    decider.decider.behaviour = verdict(Decision.BLOCK, ("Research may not message Trading",))
+    before = len(decider.upstream.received)
+    with client(decider) as http:
+        response = http.post(
+            scenario["s01"]["url"],
+            json=scenario["s01"]["body"],
+            headers={**credentials("skypetoken"), "Host": "go.trouter.teams.microsoft.com"},
+        )
+    assert response.status_code == 403
+    assert last_request(decider).host == "emea.ng.msg.teams.microsoft.com"
+    assert len(decider.upstream.received) == before
