@@ -5,11 +5,14 @@ Runs as the NATS ``admin`` user (the ``tfw-nats-bootstrap`` Job in Kubernetes, o
 hand: ``python deploy/nats/bootstrap.py``). The service users may not create streams
 (see accounts.conf), so this runs before they start; it is idempotent and applies
 changed limits to an existing stream. Settings are the services' ``TFW_*`` variables
-plus the stream limits below.
+plus the stream limits below. With ``--wait-for`` it creates nothing and waits, as a
+service's own user, until the stream and/or bucket exist (the services' init
+containers).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -88,18 +91,58 @@ async def bootstrap(settings: BootstrapSettings) -> None:
         await nc.drain()
 
 
-def main() -> int:
-    """Entry point: exit 2 on a bad setting, 1 when NATS refuses, 0 when done."""
+async def wait_for(settings: BootstrapSettings, needs: set[str], poll_s: float = 2.0) -> None:
+    """Return once the stream and/or the rule bucket exist.
+
+    Runs as a service's own user (an init container), which may look them up but not
+    create them, so a service starts after the bootstrap instead of failing before it.
+    """
+    subjects = Subjects(settings.subject_prefix)
+    nc = await connect(settings, "tfw-wait")
+    try:
+        js = nc.jetstream()
+        missing = set(needs)
+        while missing:
+            if "stream" in missing:
+                try:
+                    await js.stream_info(subjects.decision_stream)
+                    missing.discard("stream")
+                except nats.js.errors.NotFoundError:
+                    pass
+            if "bucket" in missing:
+                try:
+                    await js.key_value(subjects.rules_bucket)
+                    missing.discard("bucket")
+                except nats.js.errors.BucketNotFoundError:
+                    pass
+            if missing:
+                log.info("waiting for %s", ", ".join(sorted(missing)))
+                await asyncio.sleep(poll_s)
+    finally:
+        await nc.drain()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 2 on a bad setting, 1 when NATS refuses or time runs out,
+    0 when done. ``--wait-for stream,bucket`` waits instead of creating."""
+    parser = argparse.ArgumentParser(description="Create the NATS objects TeamsFirewall uses")
+    parser.add_argument("--wait-for", default="", help="stream and/or bucket, comma-separated")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds")
+    args = parser.parse_args(argv)
+    needs = {part.strip() for part in args.wait_for.split(",") if part.strip()}
+    if needs - {"stream", "bucket"}:
+        parser.error("--wait-for takes stream, bucket or both")
     try:
         settings = BootstrapSettings.load()
     except SettingsError as exc:
         print(f"bootstrap: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format, "bootstrap")
+    work = wait_for(settings, needs) if needs else bootstrap(settings)
     try:
-        asyncio.run(asyncio.wait_for(bootstrap(settings), 120))
+        asyncio.run(asyncio.wait_for(work, args.timeout))
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        log.error("bootstrap failed: %s", exc)
+        log.error("%s failed: %s", "wait" if needs else "bootstrap", exc or type(exc).__name__)
         return 1
     return 0
 

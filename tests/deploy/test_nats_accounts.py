@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import shutil
 import subprocess
@@ -11,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import nats
+import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -67,8 +70,10 @@ async def session(server: AccountsServer, user: str) -> AsyncIterator[Session]:
         await state.nc.close()
 
 
-async def delivered(server: AccountsServer, reader: str, subject: str) -> bool:
-    """Whether ``reader`` receives what the interceptor publishes on ``subject``."""
+async def subscribe_outcome(server: AccountsServer, reader: str, subject: str) -> str:
+    """What happens when ``reader`` subscribes to ``subject`` and the interceptor
+    publishes there: "delivered", "refused" (the server reported a permissions
+    violation) or "nothing" within the time allowed."""
     async with session(server, reader) as sub, session(server, "interceptor") as pub:
         assert sub.nc is not None and pub.nc is not None
         got = asyncio.Event()
@@ -83,20 +88,22 @@ async def delivered(server: AccountsServer, reader: str, subject: str) -> bool:
         waiter = asyncio.ensure_future(got.wait())
         refusal = asyncio.ensure_future(sub.violated.wait())
         done, pending = await asyncio.wait(
-            {waiter, refusal}, timeout=3.0, return_when=asyncio.FIRST_COMPLETED
+            {waiter, refusal}, timeout=10.0, return_when=asyncio.FIRST_COMPLETED
         )
         for task in pending:
             task.cancel()
-        return waiter in done
+        if waiter in done:
+            return "delivered"
+        return "refused" if refusal in done else f"nothing (publisher: {pub.violations})"
 
 
 @pytest.mark.parametrize("subject", TOKEN_SUBJECTS)
 async def test_only_the_resolver_receives_the_subjects_that_carry_tokens(
     accounts_server: AccountsServer, subject: str
 ) -> None:
-    assert await delivered(accounts_server, "resolver", subject)
+    assert await subscribe_outcome(accounts_server, "resolver", subject) == "delivered"
     for user in ("interceptor", "decider", "audit", "siem", "admin"):
-        assert not await delivered(accounts_server, user, subject), user
+        assert await subscribe_outcome(accounts_server, user, subject) == "refused", user
 
 
 async def test_no_user_but_the_resolver_may_subscribe_to_every_subject(
@@ -208,3 +215,32 @@ def test_the_cluster_routes_name_each_pod_of_the_three_node_statefulset(
     service = statefulset["spec"]["serviceName"]
     assert routes == [f"tfw-nats-{i}.{service}" for i in range(3)]
     assert "accounts.conf" in config["data"]
+
+
+@pytest.mark.parametrize(
+    ("user", "needs"),
+    [("decider", {"stream", "bucket"}), ("audit", {"stream"}), ("resolver", {"bucket"})],
+)
+async def test_a_service_waits_as_its_own_user_until_the_bootstrap_has_run(
+    accounts_server: AccountsServer, caplog: pytest.LogCaptureFixture, user: str, needs: set[str]
+) -> None:
+    bootstrap = load_module(DEPLOY / "nats" / "bootstrap.py", "tfw_bootstrap")
+    async with session(accounts_server, "admin") as admin:
+        assert admin.nc is not None
+        js = admin.nc.jetstream()
+        for stream in (SUBJECTS.decision_stream, f"KV_{SUBJECTS.rules_bucket}"):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(stream)
+
+    settings = bootstrap.BootstrapSettings.load(env=accounts_server.env(user))
+    caplog.set_level(logging.INFO, logger="tfw.bootstrap")
+    waiting = asyncio.ensure_future(bootstrap.wait_for(settings, needs, poll_s=0.05))
+    for _ in range(200):
+        if "waiting for" in caplog.text or waiting.done():
+            break
+        await asyncio.sleep(0.05)
+    assert not waiting.done()
+
+    admin_settings = bootstrap.BootstrapSettings.load(env=accounts_server.env("admin"))
+    await bootstrap.bootstrap(admin_settings)
+    await asyncio.wait_for(waiting, 10)

@@ -201,3 +201,23 @@ def test_a_configuration_typo_in_an_overlay_would_be_reported(
     env["TFW_STREAM_REPLICA"] = "3"
     unknown = {k for k in env if k.startswith("TFW_")} - _settings_fields(DeciderSettings)
     assert unknown == {"TFW_STREAM_REPLICA"}
+
+
+@pytest.mark.parametrize(
+    ("service", "needs"),
+    [("resolver", "bucket"), ("decider", "stream,bucket"), ("audit", "stream")],
+)
+def test_each_service_waits_for_the_nats_objects_it_reads_as_its_own_user(
+    rendered: dict[str, list[Obj]],
+    operator_secrets: list[Obj],
+    bootstrap: ModuleType,
+    service: str,
+    needs: str,
+) -> None:
+    objects = rendered["overlays/prod"]
+    (init,) = pod_spec(service_deployment(objects, service))["initContainers"]
+    assert init["command"][-2:] == ["--wait-for", needs]
+    env = pod_environment(objects, init, operator_secrets)
+    settings = bootstrap.BootstrapSettings.load(env=env)
+    assert settings.nats_user == service
+    assert settings.nats_tls_ca == "/etc/teamsfirewall/tls/nats-ca.crt"
