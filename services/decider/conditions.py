@@ -64,6 +64,17 @@ class Condition:
     # A static condition reads only the action, conversation type, location and
     # federated flag, so its answer is planned once per combination of those.
     static = False
+    # An actor condition reads only the actor (and whether it is identified), so its
+    # answer is planned once per actor.
+    actor_only = False
+
+    def for_actor(self, facts: Facts) -> Outcome | Condition:
+        """This condition's answer for the event's actor alone, or what remains of it."""
+        return self(facts)
+
+    def unknown_fact(self, facts: Facts) -> str:
+        """What was unknown when this condition answered None."""
+        return self.fact
 
     def __call__(self, facts: Facts) -> Outcome:
         raise NotImplementedError
@@ -148,6 +159,7 @@ class FederatedIs(Condition):
 class ActorIn(Condition):
     key = "actors"
     fact = "actor"
+    actor_only = True
 
     def __init__(self, selector: Selector, negate: bool = False) -> None:
         self.selector = selector
@@ -221,8 +233,12 @@ class Wall(Condition):
     key = "wall"
     fact = "participants"
 
+    def unknown_fact(self, facts: Facts) -> str:
+        return "actor" if not facts.actor_known else "participants"
+
     def __init__(self, sides: tuple[tuple[str, Selector, str, Selector], ...]) -> None:
         self.sides = sides
+        self._remaining: dict[tuple[int, ...], OthersOnSide] = {}
 
     def __call__(self, facts: Facts) -> Outcome:
         if not facts.actor_known:
@@ -235,6 +251,22 @@ class Wall(Condition):
                     return None
         return False
 
+    actor_only = True
+
+    def for_actor(self, facts: Facts) -> Outcome | Condition:
+        """The other sides to look for, given the sides the actor is on."""
+        if not facts.actor_known:
+            return None
+        sides = tuple(i for i, side in enumerate(self.sides) if side[1].matches(facts.actor))
+        if not sides:
+            return False
+        found = self._remaining.get(sides)
+        if found is None:
+            found = self._remaining[sides] = OthersOnSide(
+                tuple(self.sides[i][3] for i in sides), self
+            )
+        return found
+
     def explain(self, facts: Facts) -> str:
         parts = []
         for from_name, actor_side, to_name, other_side in self.sides:
@@ -245,6 +277,28 @@ class Wall(Condition):
                 f"participants in {to_name}: {', '.join(others[:5]) or 'none'}"
             )
         return "; ".join(parts)
+
+
+class OthersOnSide(Condition):
+    """What remains of a wall once the actor is known to be on some side: someone
+    else in the conversation on an opposite side."""
+
+    key = "wall"
+    fact = "participants"
+
+    def __init__(self, others: tuple[Selector, ...], wall: Wall) -> None:
+        self.others = others
+        self.wall = wall
+
+    def __call__(self, facts: Facts) -> Outcome:
+        crowd = facts.other_crowd
+        for selector in self.others:
+            if selector.matches_some(crowd):
+                return True
+        return None if facts.unresolved else False
+
+    def explain(self, facts: Facts) -> str:
+        return self.wall.explain(facts)
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -264,12 +318,11 @@ class TimeWindow(Condition):
         self.end = end
 
     def __call__(self, facts: Facts) -> Outcome:
-        local = facts.local_time(self.zone)
-        if local.weekday() not in self.days:
+        weekday, now = facts.local_minute(self.zone)
+        if weekday not in self.days:
             return False
         if self.start is None or self.end is None:
             return True
-        now = local.time()
         if self.start <= self.end:
             return self.start <= now < self.end
         return now >= self.start or now < self.end  # a window across midnight

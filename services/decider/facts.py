@@ -6,8 +6,8 @@ a rule set that never looks at participants never pays for a 1,200-member team.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from services.common.contracts import (
@@ -19,21 +19,35 @@ from services.common.contracts import (
 from services.decider.identity import domain_of, identities_of
 
 
-@dataclass(frozen=True, slots=True)
 class Principal:
-    """An actor or participant: its names in normal form, its domains and tenant."""
+    """An actor or participant: its names in normal form, its domains and tenant.
 
-    mri: str
-    ids: tuple[str, ...]
-    domains: tuple[str, ...]
-    tenant: str | None
-    external: bool
+    Instances are shared through a cache and must not be changed; identity equality
+    is what the crowd cache relies on.
+    """
+
+    __slots__ = ("domains", "external", "ids", "mri", "tenant")
+
+    def __init__(
+        self,
+        mri: str,
+        ids: tuple[str, ...],
+        domains: tuple[str, ...],
+        tenant: str | None,
+        external: bool,
+    ) -> None:
+        self.mri = mri
+        self.ids = ids
+        self.domains = domains
+        self.tenant = tenant
+        self.external = external
 
     @property
     def label(self) -> str:
         return self.ids[0] if self.ids else self.mri or "(unknown)"
 
 
+@lru_cache(maxsize=65536)
 def principal(
     mri: str | None,
     email: str | None,
@@ -41,29 +55,40 @@ def principal(
     tenant: str | None,
     external: bool = False,
 ) -> Principal:
+    """The principal for these names (cached: the same people act all day)."""
     ids = identities_of(email, upn, mri)
     domains = tuple(dict.fromkeys(d for d in map(domain_of, ids) if d))
     return Principal(mri or "", ids, domains, tenant.lower() if tenant else None, external)
 
 
-@dataclass(frozen=True, slots=True)
 class Crowd:
     """Every name, domain and tenant of a set of principals, for one-pass matching."""
 
-    ids: frozenset[str]
-    domains: frozenset[str]
-    tenants: frozenset[str]
-    ids_blob: str
-    domains_blob: str
-    any_external: bool
+    __slots__ = ("any_external", "domains", "domains_blob", "ids", "ids_blob", "tenants")
 
-    @classmethod
-    def of(cls, people: tuple[Principal, ...]) -> Crowd:
-        ids = frozenset(i for p in people for i in p.ids)
-        domains = frozenset(d for p in people for d in p.domains)
-        tenants = frozenset(p.tenant for p in people if p.tenant)
-        external = any(p.external for p in people)
-        return cls(ids, domains, tenants, "\n".join(ids), "\n".join(domains), external)
+    def __init__(self, people: tuple[Principal, ...]) -> None:
+        ids: set[str] = set()
+        domains: set[str] = set()
+        tenants: set[str] = set()
+        external = False
+        for person in people:
+            ids.update(person.ids)
+            domains.update(person.domains)
+            if person.tenant:
+                tenants.add(person.tenant)
+            external = external or person.external
+        self.ids = frozenset(ids)
+        self.domains = frozenset(domains)
+        self.tenants = frozenset(tenants)
+        self.ids_blob = "\n".join(ids)
+        self.domains_blob = "\n".join(domains)
+        self.any_external = external
+
+    @staticmethod
+    @lru_cache(maxsize=4096)
+    def of(people: tuple[Principal, ...]) -> Crowd:
+        """The crowd of these principals (cached: the same conversations recur)."""
+        return Crowd(people)
 
 
 class Facts:
@@ -135,6 +160,17 @@ class Facts:
         if key not in self._local:
             self._local[key] = datetime.fromtimestamp(self.event.time, zone)
         return self._local[key]
+
+    def local_minute(self, zone: ZoneInfo) -> tuple[int, time]:
+        """Weekday and time of day (to the minute) of the event in a time zone."""
+        return _local_minute(zone, int(self.event.time // 60))
+
+
+@lru_cache(maxsize=4096)
+def _local_minute(zone: ZoneInfo, minute: int) -> tuple[int, time]:
+    # Windows are written to the minute, so the minute decides them exactly.
+    local = datetime.fromtimestamp(minute * 60, zone)
+    return local.weekday(), local.time()
 
 
 def _participant(p: Participant) -> Principal:

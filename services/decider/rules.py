@@ -36,6 +36,7 @@ from services.decider.compiler import (
 )
 from services.decider.conditions import ActionIs, Condition
 from services.decider.facts import Facts
+from services.decider.plan import Planner, Step
 from services.decider.schema import SCHEMA, Located, load_located
 
 _TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -84,11 +85,13 @@ class Rule:
     kind: str = "rule"
     enforcing_block: bool = field(init=False)
     matches_on_unknown: bool = field(init=False)
+    plain_match: MatchedRule = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         on_unknown = self.unresolved == "match" or (self.unresolved == "auto" and self.block)
         object.__setattr__(self, "matches_on_unknown", on_unknown)
         object.__setattr__(self, "enforcing_block", self.block and self.mode is RuleMode.ENFORCE)
+        object.__setattr__(self, "plain_match", self._matched((), None))
 
     def test(self, facts: Facts) -> tuple[str, ...] | None:
         """None when the rule does not match; else the facts it assumed (often none)."""
@@ -100,7 +103,7 @@ class Rule:
             if outcome is None:
                 if assumed is None:
                     assumed = []
-                assumed.append(condition.fact)
+                assumed.append(condition.unknown_fact(facts))
         if assumed is None:
             return ()
         return tuple(assumed) if self.matches_on_unknown else None
@@ -112,6 +115,13 @@ class Rule:
         return (ActionIs(self.actions), *self.conditions)
 
     def matched(self, assumed: tuple[str, ...] = (), excepted_by: str | None = None) -> MatchedRule:
+        """The verdict's entry for this rule. The common entry is built once and shared:
+        nothing may change a verdict's rule entries."""
+        if not assumed and excepted_by is None:
+            return self.plain_match
+        return self._matched(assumed, excepted_by)
+
+    def _matched(self, assumed: tuple[str, ...], excepted_by: str | None) -> MatchedRule:
         actions = ["block"] if self.block and excepted_by is None else []
         actions += ["allow"] if self.allow else []
         actions += ["log"] if self.log else []
@@ -123,35 +133,6 @@ class Rule:
         return MatchedRule(
             name=self.name, mode=self.mode, actions=actions, message=message, assumed=list(assumed)
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """A rule as planned for one kind of event: its static conditions already answered
-    (``assumed`` lists those that were unknown), the rest still to test."""
-
-    rule: Rule
-    conditions: tuple[Condition, ...]
-    assumed: tuple[str, ...]
-
-    def test(self, facts: Facts) -> tuple[str, ...] | None:
-        """None when the rule does not match; else the facts it assumed."""
-        extra: list[str] | None = None
-        for condition in self.conditions:
-            outcome = condition(facts)
-            if outcome is False:
-                return None
-            if outcome is None:
-                if extra is None:
-                    extra = []
-                extra.append(condition.fact)
-        if extra is None:
-            return self.assumed
-        return (*self.assumed, *extra) if self.rule.matches_on_unknown else None
-
-
-PlanKey = tuple[Action, Any, Any, Any]
-MAX_PLANS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,41 +165,14 @@ class RuleSet:
     tests: tuple[dict[str, Any], ...] = ()
     warnings: tuple[Problem, ...] = ()
     by_action: dict[Action, tuple[Rule, ...]] = field(default_factory=dict)
-    plans: dict[PlanKey, tuple[Step, ...]] = field(default_factory=dict, compare=False)
+    planner: Planner = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "planner", Planner(self.by_action, self.rules))
 
     def plan(self, facts: Facts) -> tuple[Step, ...]:
-        """The steps for this kind of event (action, conversation type, location,
-        federated), planned on first sight and remembered: a memo, not state."""
-        event = facts.event
-        conversation = event.conversation
-        kind = conversation.type if conversation is not None else None
-        key = (event.action, kind, event.location, event.federated)
-        steps = self.plans.get(key)
-        if steps is None:
-            if len(self.plans) >= MAX_PLANS:
-                self.plans.clear()
-            steps = self.plans[key] = self._plan(facts)
-        return steps
-
-    def _plan(self, facts: Facts) -> tuple[Step, ...]:
-        steps = []
-        for rule in self.candidates(facts.event.action):
-            assumed: list[str] = []
-            dynamic: list[Condition] = []
-            possible = True
-            for condition in rule.conditions:
-                if not condition.static:
-                    dynamic.append(condition)
-                    continue
-                outcome = condition(facts)
-                if outcome is False:
-                    possible = False
-                    break
-                if outcome is None:
-                    assumed.append(condition.fact)
-            if possible and (not assumed or rule.matches_on_unknown):
-                steps.append(Step(rule, tuple(dynamic), tuple(assumed)))
-        return tuple(steps)
+        """The steps left to test for this event (see :mod:`services.decider.plan`)."""
+        return self.planner.plan(facts)
 
     def candidates(self, action: Action) -> tuple[Rule, ...]:
         """The rules that can match an action, in order."""
