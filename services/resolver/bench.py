@@ -8,18 +8,24 @@ Runs the resolution in-process against the Teams simulator (``tfw.sim.teams``) o
   resolver spends it per request (parse, credentials, cache, participants), and the
   cost of encoding the event for the bus.
 
-    python -m services.resolver.bench [--org PATH] [--warm N]
+    python -m services.resolver.bench [--org PATH] [--warm N] [--mongodb-uri URI]
+
+With ``--mongodb-uri`` the store writes through to that MongoDB (a scratch database,
+dropped at the end), as every replica does in production.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
+from pymongo import AsyncMongoClient
 
 from services.common.contracts import InterceptedRequest, Observation, encode
 from services.resolver.context import Conversations
@@ -40,8 +46,7 @@ DEFAULT_ORGS = (
 )
 
 
-def _resolution(redirect: str, internal: frozenset[str]) -> Resolution:
-    store = Store(None, "bench")
+def _resolution(redirect: str, internal: frozenset[str], store: Store) -> Resolution:
     client = TeamsClient(redirect=redirect, timeout_s=10.0)
     cipher = TokenCipher(new_key())
     people = People(store, client, cipher, 18_000.0)
@@ -106,7 +111,24 @@ async def _warm(resolution: Resolution, request: InterceptedRequest, count: int)
     print(f"    encode for bus  {_percentiles(encoded)}")
 
 
-async def run(org: Org, warm: int) -> None:
+async def run(org: Org, warm: int, mongodb_uri: str | None = None) -> None:
+    mongo: AsyncMongoClient[dict[str, Any]] | None = None
+    database = f"tfw_bench_{secrets.token_hex(4)}"
+    if mongodb_uri:
+        mongo = AsyncMongoClient(mongodb_uri, serverSelectionTimeoutMS=5000)
+        print(f"store: MongoDB at {mongodb_uri.split('?')[0]}, database {database}")
+    else:
+        print("store: in-process only")
+    store = Store(mongo, database)
+    try:
+        await _run(org, warm, store)
+    finally:
+        if mongo is not None:
+            await mongo.drop_database(database)
+            await mongo.close()
+
+
+async def _run(org: Org, warm: int, store: Store) -> None:
     internal = frozenset(t.id for t in org.tenants.values() if t.key.startswith(org_prefix(org)))
     large = max(org.conversations.values(), key=lambda c: len(org.members(c)))
     small = min(
@@ -115,7 +137,7 @@ async def run(org: Org, warm: int) -> None:
     )
     actor = next(a for a in org.members(large) if a.oid and not a.key.startswith("gen"))
     with TeamsSimulator(org) as sim:
-        resolution = _resolution(sim.url, internal)
+        resolution = _resolution(sim.url, internal, store)
         await resolution.learner.learn(_sign_in(actor))
         before = dict(sim.calls)
         started = time.perf_counter()
@@ -152,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--org", type=Path, default=None, help="organisation YAML")
     parser.add_argument("--warm", type=int, default=2000, help="warm iterations (small chat)")
+    parser.add_argument("--mongodb-uri", default=None, help="write through to this MongoDB")
     args = parser.parse_args(argv)
     path = args.org or next((p for p in DEFAULT_ORGS if p.exists()), None)
     if path is None:
         parser.error("no organisation file found; pass --org")
     print(f"organisation: {path}")
-    asyncio.run(run(load_org(path), args.warm))
+    asyncio.run(run(load_org(path), args.warm, args.mongodb_uri))
     return 0
 
 

@@ -239,7 +239,7 @@ class People:
         for record in found.values():
             if record.tenant_id is None:
                 record.tenant_id = tenant_hint
-        await self.store.save_users(list(found.values()))
+        await self.store.save_users(list(found.values()), background=True)
         return found
 
     def tenant_of_name(self, tenant_name: str | None) -> str | None:

@@ -80,6 +80,7 @@ def middle_tier_base(endpoints: Endpoints | None, region: str | None) -> str | N
     return f"https://teams.microsoft.com/api/mt/{region}" if region else None
 
 
+CONTEXT_MARGIN_S = 0.25
 _ROSTER_CHANGES = (Action.MEMBER_ADD, Action.MEMBER_REMOVE, Action.CHAT_RENAME)
 
 
@@ -117,7 +118,15 @@ class Resolution:
         event, parsed, tokens = understand(request)
         event.location = location_of(event.actor, self.internal_tenants)
         try:
-            await self._attach_context(request, event, parsed, tokens)
+            # A margin over the lookup budget so that slow store reads cannot hold the
+            # event past the interceptor's own timeout either.
+            async with asyncio.timeout(self.resolve_timeout_s + CONTEXT_MARGIN_S):
+                await self._attach_context(request, event, parsed, tokens)
+        except TimeoutError:
+            event.context = Provenance(
+                source=ContextSource.UNRESOLVED,
+                reason=f"context not ready within {self.resolve_timeout_s:.1f}s",
+            )
         except Exception:
             # The request is still understood (action, actor): the decider applies its
             # fail mode to the missing context instead of the interceptor timing out.

@@ -21,12 +21,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from services.common.ops import spawn
 from services.resolver.tokens import SealedToken
 
 log = logging.getLogger(__name__)
+
+
+# How long "nothing stored" is believed before MongoDB is asked again.
+NEGATIVE_TTL_S = 30.0
 
 
 def normal_mri(mri: str) -> str:
@@ -136,6 +141,8 @@ class Store:
         self.users: TtlCache[UserRecord] = TtlCache(max_entries)
         self.endpoints: TtlCache[Endpoints] = TtlCache(max_entries)
         self.tokens: TtlCache[SealedToken] = TtlCache(max_entries)
+        # Users with no endpoints learned yet: not asked of MongoDB on every request.
+        self._no_endpoints: TtlCache[bool] = TtlCache(max_entries)
 
     async def ensure_indexes(self) -> None:
         """TTL indexes for clean-up, and the lookup index of the token collection."""
@@ -196,28 +203,36 @@ class Store:
                 found[record.mri] = record
         return found
 
-    async def save_users(self, records: list[UserRecord]) -> None:
+    async def save_users(self, records: list[UserRecord], background: bool = False) -> None:
+        """Keep user records here at once and in the shared store; ``background`` lets
+        the caller go on while a large batch is written (this replica serves it from
+        memory meanwhile; the others read it once the write lands)."""
         for record in records:
             record.mri = normal_mri(record.mri)
             self.users.put(record.mri, record, record.expires_at)
-        for record in records:
-            await self._upsert("users", record.mri, asdict(record), record.expires_at)
+        items = [(record.mri, asdict(record), record.expires_at) for record in records]
+        if background and self.db is not None:
+            spawn(self._upsert_many("users", items), "store users")
+            return
+        await self._upsert_many("users", items)
 
     # --- endpoints --------------------------------------------------------------------------
 
     async def endpoints_of(self, user: str) -> Endpoints | None:
         now = time.time()
         found = self.endpoints.get(user, now)
-        if found is not None or self.db is None:
+        if found is not None or self.db is None or self._no_endpoints.get(user, now):
             return found
         doc = await self._find_one("endpoints", user)
         if doc is None or float(doc.get("expires_at_s", 0)) <= now:
+            self._no_endpoints.put(user, True, now + NEGATIVE_TTL_S)
             return None
         record = Endpoints(**_fields(doc, Endpoints))
         self.endpoints.put(user, record, record.expires_at)
         return record
 
     async def save_endpoints(self, record: Endpoints) -> None:
+        self._no_endpoints.drop(record.user)
         self.endpoints.put(record.user, record, record.expires_at)
         await self._upsert("endpoints", record.user, asdict(record), record.expires_at)
 
@@ -289,13 +304,44 @@ class Store:
             log.warning("%s read failed, treating as a miss: %s", collection, exc)
             return []
 
+    async def _upsert_many(
+        self, collection: str, items: list[tuple[str, dict[str, Any], float]]
+    ) -> None:
+        """Upsert many documents in one round trip; keys that lose a duplicate-key race
+        to another replica are written again as plain updates."""
+        if self.db is None or not items:
+            return
+        if len(items) == 1:
+            await self._upsert(collection, *items[0])
+            return
+        target = self.db[collection]
+        operations = [
+            UpdateOne({"_id": key}, {"$set": _document(values, expires)}, upsert=True)
+            for key, values, expires in items
+        ]
+        try:
+            try:
+                await target.bulk_write(operations, ordered=False)
+            except BulkWriteError as exc:
+                lost = {
+                    error["index"]
+                    for error in exc.details.get("writeErrors", [])
+                    if error.get("code") == 11000
+                }
+                if len(lost) < len(exc.details.get("writeErrors", [])):
+                    raise
+                for index in sorted(lost):
+                    key, values, expires = items[index]
+                    await target.update_one({"_id": key}, {"$set": _document(values, expires)})
+        except PyMongoError as exc:
+            log.warning("%s write failed; kept in this replica only: %s", collection, exc)
+
     async def _upsert(
         self, collection: str, key: str, values: dict[str, Any], expires_at: float
     ) -> None:
         if self.db is None:
             return
-        document = {**values, "expires_at_s": expires_at, "expires_at": _date(expires_at)}
-        document.pop("_id", None)
+        document = _document(values, expires_at)
         target = self.db[collection]
         try:
             try:
@@ -306,6 +352,12 @@ class Store:
                 await target.update_one({"_id": key}, {"$set": document})
         except PyMongoError as exc:
             log.warning("%s write failed; kept in this replica only: %s", collection, exc)
+
+
+def _document(values: dict[str, Any], expires_at: float) -> dict[str, Any]:
+    document = {**values, "expires_at_s": expires_at, "expires_at": _date(expires_at)}
+    document.pop("_id", None)
+    return document
 
 
 def _fields(doc: dict[str, Any], model: Any) -> dict[str, Any]:
