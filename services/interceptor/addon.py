@@ -18,22 +18,17 @@ import re
 import time
 from typing import Any
 
-import nats.errors
 from mitmproxy import ctx, exceptions, http, tls
 from nats.aio.client import Client as NATS
 
 from services.common.contracts import (
-    ERROR_CODE_HEADER,
-    ContractError,
     Decision,
-    InterceptedRequest,
     Subjects,
     Verdict,
     block_body,
-    decode,
-    encode,
     new_decision_id,
 )
+from services.interceptor.ask import FailMode, ask, payload_cap, request_packet
 from services.interceptor.metrics import (
     CONNECTIONS,
     FAILURES,
@@ -59,22 +54,6 @@ from services.interceptor.settings import InterceptorSettings
 log = logging.getLogger(__name__)
 
 DECISION_HEADER = "X-TeamsFirewall-Decision"
-FORWARDED_HEADERS = frozenset(
-    {
-        "authentication",
-        "x-skypetoken",
-        "authorization",
-        "x-ms-session-id",
-        "x-ms-client-version",
-        "x-ms-client-type",
-        "x-ms-client-caller",
-        "content-type",
-        "content-encoding",
-        "user-agent",
-        "referer",
-        "behavioroverride",
-    }
-)
 # A verdict may add headers, never rewrite routing, framing or credentials.
 _PROTECTED_HEADERS = frozenset(
     {
@@ -92,20 +71,9 @@ _PROTECTED_HEADERS = frozenset(
 )
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _HEADER_VALUE = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f]{0,4096}$")
-# Room left in a NATS message for everything but the body (tokens are a few KiB).
-_ENVELOPE_BYTES = 32 * 1024
 _MAX_UNKNOWN_HOSTS_LOGGED = 1000
 _ROUTE = "tfw.route"
 _ORIGIN = "tfw.origin"
-
-
-class FailMode(Exception):
-    """No verdict could be had; ``cause`` is a metric label, ``reason`` safe to show."""
-
-    def __init__(self, cause: str, reason: str) -> None:
-        super().__init__(reason)
-        self.cause = cause
-        self.reason = reason
 
 
 class Interceptor:
@@ -293,73 +261,14 @@ class Interceptor:
             # The client already has its answer; nothing here may take it away.
             log.exception("could not observe a response")
 
-    # --- asking -------------------------------------------------------------------------
-
-    def request_packet(
-        self, flow: http.HTTPFlow, decision_id: str, host: str, path: str, cap: int
-    ) -> InterceptedRequest:
-        """The message the resolver reads: method, real host and path, the headers
-        that matter, the body up to ``cap`` (flagged when cut) and the client."""
-        request = flow.request
-        body = request.raw_content or b""
-        headers = {
-            name.lower(): value
-            for name, value in request.headers.items()
-            if name.lower() in FORWARDED_HEADERS
-        }
-        peer = flow.client_conn.peername
-        return InterceptedRequest(
-            id=decision_id,
-            time=time.time(),
-            interceptor=self.instance,
-            client_ip=peer[0] if peer else "",
-            method=request.method,
-            scheme=request.scheme,
-            host=bare_host(host),
-            port=request.port,
-            path=path,
-            http_version=request.http_version,
-            headers=headers,
-            body=body[:cap],
-            body_size=len(body),
-            body_truncated=len(body) > cap,
-        )
-
-    def body_cap(self) -> int:
-        """The configured body cap, lowered so the base64 body fits NATS's max payload."""
-        cap = self.settings.body_cap_bytes
-        if self.nc is not None and self.nc.max_payload:
-            cap = min(cap, (self.nc.max_payload - _ENVELOPE_BYTES) * 3 // 4)
-        return max(cap, 0)
-
     async def ask(self, flow: http.HTTPFlow, decision_id: str, host: str, path: str) -> Verdict:
         """One request-reply on ``<prefix>.v1.intercepted``; every failure is FailMode."""
         nc = self.nc
         if nc is None or not nc.is_connected:
             raise FailMode("nats_down", "the decision service is unreachable")
-        payload = encode(self.request_packet(flow, decision_id, host, path, self.body_cap()))
-        if nc.max_payload and len(payload) > nc.max_payload:
-            raise FailMode("too_large", "the request headers are too large to decide")
-        try:
-            reply = await nc.request(
-                self.subjects.intercepted, payload, timeout=self.settings.decide_timeout_s
-            )
-        except nats.errors.NoRespondersError:
-            raise FailMode("no_responders", "no decision service is running") from None
-        except (TimeoutError, nats.errors.TimeoutError):
-            raise FailMode("timeout", "no verdict within the timeout") from None
-        except nats.errors.Error as exc:
-            raise FailMode("nats_error", f"bus error: {type(exc).__name__}") from None
-        if reply.headers and ERROR_CODE_HEADER in reply.headers:
-            code = reply.headers[ERROR_CODE_HEADER][:64]
-            raise FailMode("remote_error", f"the decision service reported {code}")
-        try:
-            verdict = decode(Verdict, reply.data)
-        except ContractError as exc:
-            raise FailMode("bad_verdict", f"unreadable verdict ({exc.code})") from None
-        if verdict.decision_id != decision_id:
-            raise FailMode("bad_verdict", "verdict for another request")
-        return verdict
+        cap = payload_cap(self.settings.body_cap_bytes, nc)
+        packet = request_packet(flow, decision_id, host, path, cap, self.instance)
+        return await ask(nc, self.subjects.intercepted, packet, self.settings.decide_timeout_s)
 
     # --- applying -----------------------------------------------------------------------
 

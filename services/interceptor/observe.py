@@ -18,14 +18,13 @@ from mitmproxy import http
 from nats.aio.client import Client as NATS
 
 from services.common.contracts import Observation, Subjects, encode, new_decision_id
+from services.interceptor.ask import payload_cap
 from services.interceptor.metrics import OBSERVATIONS
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_HEADERS = ("authentication", "x-skypetoken", "authorization")
 OBSERVED_HEADERS = (*CREDENTIAL_HEADERS, "x-ms-session-id", "x-ms-client-version")
-# Room left in a NATS message for everything but the body (tokens are a few KiB).
-_ENVELOPE_BYTES = 32 * 1024
 _MAX_REMEMBERED_TOKENS = 10_000
 
 
@@ -103,9 +102,7 @@ class Observer:
         if pending.response is not None:
             status = pending.response.status_code
             body = pending.response.get_content(strict=False) or b""
-            cap = self.body_cap
-            if self.nc is not None and self.nc.max_payload:
-                cap = min(cap, (self.nc.max_payload - _ENVELOPE_BYTES) * 3 // 4)
+            cap = payload_cap(self.body_cap, self.nc)
             truncated = len(body) > cap
             body = body[: max(cap, 0)]
         return Observation(

@@ -1,0 +1,112 @@
+"""Asking for a verdict: the packet the resolver reads, and one request-reply on
+``<prefix>.v1.intercepted`` whose every failure is a :class:`FailMode`."""
+
+from __future__ import annotations
+
+import time
+
+import nats.errors
+from mitmproxy import http
+from nats.aio.client import Client as NATS
+
+from services.common.contracts import (
+    ERROR_CODE_HEADER,
+    ContractError,
+    InterceptedRequest,
+    Verdict,
+    decode,
+    encode,
+)
+from services.interceptor.scope import bare_host
+
+FORWARDED_HEADERS = frozenset(
+    {
+        "authentication",
+        "x-skypetoken",
+        "authorization",
+        "x-ms-session-id",
+        "x-ms-client-version",
+        "x-ms-client-type",
+        "x-ms-client-caller",
+        "content-type",
+        "content-encoding",
+        "user-agent",
+        "referer",
+        "behavioroverride",
+    }
+)
+# Room left in a NATS message for everything but the body (tokens are a few KiB).
+ENVELOPE_BYTES = 32 * 1024
+
+
+class FailMode(Exception):
+    """No verdict could be had; ``cause`` is a metric label, ``reason`` safe to show."""
+
+    def __init__(self, cause: str, reason: str) -> None:
+        super().__init__(reason)
+        self.cause = cause
+        self.reason = reason
+
+
+def payload_cap(cap: int, nc: NATS | None) -> int:
+    """``cap`` lowered so that many body bytes, base64 in JSON, fit NATS's max payload."""
+    if nc is not None and nc.max_payload:
+        cap = min(cap, (nc.max_payload - ENVELOPE_BYTES) * 3 // 4)
+    return max(cap, 0)
+
+
+def request_packet(
+    flow: http.HTTPFlow, decision_id: str, host: str, path: str, cap: int, interceptor: str
+) -> InterceptedRequest:
+    """What the resolver reads: method, real host and path, the headers that matter,
+    the body up to ``cap`` (flagged when cut) and the client's address."""
+    request = flow.request
+    body = request.raw_content or b""
+    headers = {
+        name.lower(): value
+        for name, value in request.headers.items()
+        if name.lower() in FORWARDED_HEADERS
+    }
+    peer = flow.client_conn.peername
+    return InterceptedRequest(
+        id=decision_id,
+        time=time.time(),
+        interceptor=interceptor,
+        client_ip=peer[0] if peer else "",
+        method=request.method,
+        scheme=request.scheme,
+        host=bare_host(host),
+        port=request.port,
+        path=path,
+        http_version=request.http_version,
+        headers=headers,
+        body=body[:cap],
+        body_size=len(body),
+        body_truncated=len(body) > cap,
+    )
+
+
+async def ask(nc: NATS, subject: str, packet: InterceptedRequest, timeout_s: float) -> Verdict:
+    """Send the packet and read the verdict; anything but a verdict for this very
+    request raises :class:`FailMode`."""
+    payload = encode(packet)
+    if nc.max_payload and len(payload) > nc.max_payload:
+        raise FailMode("too_large", "the request headers are too large to decide")
+    try:
+        reply = await nc.request(subject, payload, timeout=timeout_s)
+    except nats.errors.NoRespondersError:
+        raise FailMode("no_responders", "no decision service is running") from None
+    except (TimeoutError, nats.errors.TimeoutError):
+        raise FailMode("timeout", "no verdict within the timeout") from None
+    except nats.errors.Error as exc:
+        raise FailMode("nats_error", f"bus error: {type(exc).__name__}") from None
+    if reply.headers and ERROR_CODE_HEADER in reply.headers:
+        code = reply.headers[ERROR_CODE_HEADER][:64]
+        raise FailMode("remote_error", f"the decision service reported {code}")
+    try:
+        verdict = decode(Verdict, reply.data)
+    except ContractError as exc:
+        raise FailMode("bad_verdict", f"unreadable verdict ({exc.code})") from None
+    if verdict.decision_id != packet.id:
+        raise FailMode("bad_verdict", "verdict for another request")
+    return verdict
