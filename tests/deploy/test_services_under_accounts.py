@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,3 +132,27 @@ def test_a_blocked_edit_is_answered_by_the_rule_and_archived_by_audit(
     assert len(deployment.upstream.received) == before
     records = deployment.archived(body["decisionId"])
     assert [record["decision"] for record in records] == ["block"]
+
+
+def test_a_rule_set_pushed_as_admin_reaches_the_decider_through_the_bucket(
+    deployment: Deployment, accounts_server: AccountsServer
+) -> None:
+    rules = deployment.stack.data_dir / "pushed.yaml"
+    rules.write_text(RULES.replace("No edits", "No sends").replace("message.edit", "message.send"))
+    address = accounts_server.url.removeprefix("nats://")
+    admin_url = f"nats://admin:{accounts_server.passwords['admin']}@{address}"
+    pushed = subprocess.run(
+        [sys.executable, "-m", "tfw", "rules", "push", str(rules), "--nats-url", admin_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+
+    body: dict[str, Any] = {}
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and "No sends" not in body.get("message", ""):
+        response = _call(deployment, "POST", SEND)
+        body = orjson.loads(response.content) if response.status_code == 403 else {}
+        time.sleep(0.2)
+    assert "No sends" in body["message"]
