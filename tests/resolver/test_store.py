@@ -136,3 +136,23 @@ async def test_an_unreachable_database_is_a_miss_not_a_failure() -> None:
     assert await store.conversation("19:other@thread.v2") is None
     assert await store.users_by_mri(["8:orgid:nobody"]) == {}
     await client.close()
+
+
+class RacingBulkCollection(RacingCollection):
+    """A bulk upsert where another replica inserted one of the keys first."""
+
+    async def bulk_write(self, operations: list[Any], ordered: bool = True) -> None:
+        from pymongo.errors import BulkWriteError
+
+        raise BulkWriteError(
+            {"writeErrors": [{"index": 1, "code": 11000, "errmsg": "E11000"}], "nInserted": 0}
+        )
+
+
+async def test_a_lost_race_inside_a_bulk_upsert_is_retried_for_that_key_only() -> None:
+    store = Store(None, "unused")
+    racing = RacingBulkCollection()
+    store.db = {"users": racing}  # type: ignore[assignment]
+    records = [UserRecord(f"8:orgid:{n}", time.time() + 60) for n in range(3)]
+    await store.save_users(records)
+    assert racing.updates == [({"_id": "8:orgid:1"}, False)]
