@@ -225,6 +225,13 @@ def create_app(
         await archive.log_admin(caller.who, "verify", {"since": since, "reports": result})
         return result
 
+    @app.get("/v1/admin-log")
+    async def admin_log(
+        _: Admin, limit: Annotated[int, Query(ge=1, le=page_max)] = 100
+    ) -> Response:
+        """Recent administrative actions (keys, verifications, purges), newest first."""
+        return _json(await archive.admin_actions(limit))
+
     @app.post("/v1/purge")
     async def purge(
         caller: Admin, before: Annotated[str, Query(description="remove older records")]

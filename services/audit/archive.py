@@ -291,6 +291,11 @@ class Archive:
         )
         log.info("admin action %s by %s", action, who)
 
+    async def admin_actions(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent administrative actions, newest first."""
+        found = self.admin_log.find({}, {"_id": 0}).sort("time", DESCENDING).limit(limit)
+        return [entry async for entry in found]
+
 
 def _public(document: dict[str, Any]) -> dict[str, Any]:
     document.pop("_id", None)

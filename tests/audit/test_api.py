@@ -197,6 +197,10 @@ async def test_admin_purge_removes_old_records_and_is_logged(api: Api) -> None:
     [report] = (await api.http.get("/v1/verify", headers=api.as_admin())).json()
     assert report["ok"] and report["checked"] == 2
     assert await api.archive.admin_log.count_documents({"action": "purge"}) == 1
+    entries = (await api.http.get("/v1/admin-log", headers=api.as_admin())).json()
+    assert [entry["action"] for entry in entries] == ["verify", "purge"]  # newest first
+    assert entries[1]["detail"]["removed"] == 2 and "admin" in entries[1]["who"]
+    assert (await api.http.get("/v1/admin-log", headers=api.as_reader())).status_code == 403
 
 
 async def test_anonymous_reads_work_only_when_allowed_and_never_for_admin(
@@ -212,8 +216,17 @@ async def test_anonymous_reads_work_only_when_allowed_and_never_for_admin(
 
 async def test_the_openapi_document_lists_every_route(api: Api) -> None:
     paths = (await api.http.get("/openapi.json")).json()["paths"]
-    assert {"/v1/decisions", "/v1/decisions/{decision_id}", "/v1/counts", "/v1/export.csv",
-            "/v1/export.jsonl", "/v1/verify", "/v1/purge"} <= set(paths)  # fmt: skip
+    expected = {
+        "/v1/decisions",
+        "/v1/decisions/{decision_id}",
+        "/v1/counts",
+        "/v1/export.csv",
+        "/v1/export.jsonl",
+        "/v1/verify",
+        "/v1/purge",
+        "/v1/admin-log",
+    }
+    assert expected <= set(paths)
 
 
 async def test_a_tampered_record_is_still_served_as_stored(api: Api) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -55,6 +56,18 @@ def test_verify_names_the_first_broken_link_and_exits_1(
     assert main(["audit", "verify"]) == 1
     out = capsys.readouterr().out
     assert f"BROKEN at seq 2 (decision {documents[1]['decision_id']})" in out
+
+
+def test_verify_since_a_time_skips_older_records(
+    database: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    documents = seed(database, 4)
+    database.decisions.update_one({"_id": documents[0]["_id"]}, {"$set": {"reason": "x"}})
+    between = (documents[1]["time"] + documents[2]["time"]) / 2  # clear of rounding
+    since = datetime.fromtimestamp(between, UTC).isoformat()
+    assert main(["audit", "verify", "--since", since]) == 0
+    assert "2 records intact (seq 3..4)" in capsys.readouterr().out
+    assert main(["audit", "verify"]) == 1
 
 
 def test_keys_are_created_listed_and_revoked_and_each_change_is_logged(
