@@ -1,6 +1,7 @@
-"""The four services run end to end with the NATS users and permissions they get in
-Kubernetes: each under its own user of deploy/nats/accounts.conf, after the
-bootstrap Job's work, against a real nats-server, SecantusDB and mitmproxy."""
+"""The four services run end to end as they do in Kubernetes: each under its own user
+of components/nats/accounts.conf, after the bootstrap Job's work, the interceptor
+presenting the CA of the tfw-mitmproxy-ca Secret; real nats-server, SecantusDB and
+mitmproxy."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import orjson
 import pytest
 from pymongo import MongoClient
 
-from tests.deploy.conftest import DEPLOY, AccountsServer, load_module
+from tests.deploy.conftest import DEPLOY, K8S, AccountsServer, load_module
 from tests.support.tokens import skypetoken
 from tests.support.upstream import RecordingUpstream
 from tfw.stack import Stack
@@ -51,7 +52,8 @@ class Deployment:
 
     def client(self) -> httpx.Client:
         port = self.stack.find("interceptor").port
-        ca = self.stack.data_dir / "mitmproxy" / "mitmproxy-ca-cert.pem"
+        # The certificate clients are given (the Secret's mitmproxy-ca-cert.pem).
+        ca = self.stack.data_dir / "client-trust.pem"
         trust = ssl.create_default_context(cafile=str(ca))
         return httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=trust, timeout=10)
 
@@ -81,6 +83,15 @@ def deployment(accounts_server: AccountsServer) -> Iterator[Deployment]:
     data = base.data_dir / "services"
     data.mkdir(exist_ok=True)
     rules = data / "rules.yaml"
+    # As in a pod: the CA from the tfw-mitmproxy-ca Secret, read-only, in a writable
+    # confdir.
+    make_secrets = load_module(K8S / "scripts" / "make_secrets.py", "tfw_make_secrets")
+    combined, certificate = make_secrets.mitmproxy_ca("Deploy test CA")
+    confdir = data / "confdir"
+    confdir.mkdir(mode=0o700)
+    (confdir / "mitmproxy-ca.pem").write_bytes(combined)
+    (confdir / "mitmproxy-ca.pem").chmod(0o440)
+    (data / "client-trust.pem").write_bytes(certificate)
     rules.write_text(RULES)
     database = "tfw_deploy_" + secrets.token_hex(4)
     stack = Stack(data, log=base.log, nats_url=accounts_server.url, mongodb_uri=base.mongodb_uri)
@@ -97,6 +108,7 @@ def deployment(accounts_server: AccountsServer) -> Iterator[Deployment]:
             {
                 **common,
                 **accounts_server.env("interceptor"),
+                "TFW_CONFDIR": str(confdir),
                 "TFW_MAP_REMOTE": (
                     f"|https://[^/]*teams\\.microsoft\\.com|http://127.0.0.1:{upstream.port}"
                 ),
