@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,9 +35,24 @@ def test_up_with_the_simulator_decides_and_forwards_to_it(tmp_path: Path) -> Non
          "--proxy-port", str(port), "--data-dir", str(tmp_path / "data")],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
+        # A generous budget: this test is about routing, and the machine is shared.
+        env={**os.environ, "TFW_DECIDE_TIMEOUT_S": "10"},
     )
+    output: list[str] = []
+    up = threading.Event()
+
+    def read_stderr() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            output.append(line)
+            if "TeamsFirewall is up" in line:
+                up.set()
+
+    threading.Thread(target=read_stderr, daemon=True).start()
     try:
-        wait_for_port(port, 120, process)
+        # Wait for the command to say so: another program may hold the port meanwhile.
+        assert up.wait(120), "".join(output)[-2000:]
+        wait_for_port(port, 5, process)
         nora = org.accounts["nora"]
         assert nora.oid
         token = mint_skypetoken(nora.oid, nora.tenant.id, "emea")
@@ -49,9 +66,9 @@ def test_up_with_the_simulator_decides_and_forwards_to_it(tmp_path: Path) -> Non
             typing = client.post(url, headers=headers, json={
                 "content": "", "messagetype": "Control/Typing", "contenttype": "Application/Message"
             })
-        assert sent.status_code == 201  # answered by the simulator
+        assert sent.status_code == 201, sent.text  # answered by the simulator
         assert "OriginalArrivalTime" in sent.json()
-        assert typing.status_code == 403
+        assert typing.status_code == 403, typing.text
         assert "No typing" in typing.json()["message"]
     finally:
         process.send_signal(signal.SIGTERM)
@@ -60,4 +77,4 @@ def test_up_with_the_simulator_decides_and_forwards_to_it(tmp_path: Path) -> Non
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
-    assert process.returncode == 0, (process.stderr.read() if process.stderr else "")[-2000:]
+    assert process.returncode == 0, "".join(output)[-2000:]
