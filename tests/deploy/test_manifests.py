@@ -242,3 +242,23 @@ def test_every_interceptor_presents_the_ca_from_one_secret_in_a_writable_confdir
     assert volumes[ca["name"]]["secret"]["secretName"] == "tfw-mitmproxy-ca"
     # mitmproxy writes its dhparam file beside the CA: the directory must be writable.
     assert "emptyDir" in volumes[mounts[confdir]["name"]]
+
+
+@pytest.mark.parametrize(
+    ("kustomization", "minimums"),
+    [
+        ("overlays/dev", {"interceptor": 1, "resolver": 1, "decider": 1, "audit": 1}),
+        ("overlays/prod", {"interceptor": 3, "resolver": 3, "decider": 3, "audit": 2}),
+        ("examples/keda", {"interceptor": 3, "resolver": 3, "decider": 3, "audit": 2}),
+    ],
+)
+def test_the_autoscaler_alone_sets_how_many_replicas_run(
+    rendered: dict[str, list[Obj]], kustomization: str, minimums: dict[str, int]
+) -> None:
+    objects = rendered[kustomization]
+    for service, minimum in minimums.items():
+        # A replicas field would reset the autoscaler's choice on every apply.
+        assert "replicas" not in service_deployment(objects, service)["spec"]
+        (scaler,) = _autoscalers(objects, f"tfw-{service}")
+        spec = scaler["spec"]
+        assert spec.get("minReplicas", spec.get("minReplicaCount")) == minimum
