@@ -62,7 +62,19 @@ async def ensure_decision_stream(
             "refusing to consume from it"
         )
     if info.config.max_age != config.max_age or info.config.max_bytes != config.max_bytes:
-        await js.update_stream(config)
+        try:
+            await js.update_stream(config)
+        except (nats.errors.Error, TimeoutError) as exc:
+            # A deployment may leave stream management to its bootstrap job (no update
+            # permission): the stream works as it is, so say so and go on.
+            log.warning(
+                "stream %s keeps its own limits (max_age %s s, max_bytes %s): %s",
+                config.name,
+                info.config.max_age,
+                info.config.max_bytes,
+                exc,
+            )
+            return
         log.info("updated the limits of stream %s", config.name)
 
 

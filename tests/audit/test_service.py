@@ -20,6 +20,8 @@ from pymongo import AsyncMongoClient
 
 from services.audit.archive import Archive
 from services.audit.keys import ApiKeys
+from services.audit.service import ensure_decision_stream
+from services.audit.settings import AuditSettings
 from services.common.bus import decision_stream_config
 from services.common.contracts import DecisionRecord, Subjects, encode
 from tests.audit.support import records
@@ -283,3 +285,24 @@ async def test_many_deployments_decision_streams_fit_on_one_local_server(
         for subjects in names:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_stream(subjects.decision_stream)
+
+
+async def test_an_existing_stream_gets_the_configured_limits(deployment: Deployment) -> None:
+    assert deployment.nc is not None
+    js = deployment.nc.jetstream()
+    base = {"subject_prefix": deployment.subjects.prefix, "stream_max_bytes": 64 * 1024**2}
+    await ensure_decision_stream(js, deployment.subjects, AuditSettings.load(env={}, **base))
+    wider = AuditSettings.load(env={}, stream_max_age_s=7200, **base)
+    await ensure_decision_stream(js, deployment.subjects, wider)
+    info = await js.stream_info(deployment.subjects.decision_stream)
+    assert info.config.max_age == 7200
+
+
+async def test_a_stream_without_the_decision_subjects_is_refused(deployment: Deployment) -> None:
+    assert deployment.nc is not None
+    js = deployment.nc.jetstream()
+    subjects = deployment.subjects
+    await js.add_stream(name=subjects.decision_stream, subjects=[f"{subjects.prefix}.other"])
+    settings = AuditSettings.load(env={}, subject_prefix=subjects.prefix)
+    with pytest.raises(RuntimeError, match="refusing to consume"):
+        await ensure_decision_stream(js, subjects, settings)
