@@ -115,6 +115,9 @@ def test_every_container_runs_unprivileged_on_a_read_only_root(
         assert spec["securityContext"]["runAsUser"] != 0
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         assert spec["automountServiceAccountToken"] is False
+        # Service links would put TFW_*_PORT variables, named after the tfw-* Services,
+        # among the settings.
+        assert spec["enableServiceLinks"] is False
         for container in containers(workload):
             context = container["securityContext"]
             where = f"{workload['metadata']['name']}/{container['name']}"
