@@ -4,10 +4,12 @@ Teams (reached with map_remote) and a stand-in decision service on the bus."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 import orjson
 import pytest
@@ -73,13 +75,10 @@ def decider(proxy: Proxy) -> Iterator[Proxy]:
     proxy.decider.behaviour = allow
 
 
-def client(proxy: Proxy, http2: bool = False, verify: bool | str = True) -> httpx.Client:
-    return httpx.Client(
-        proxy=f"http://127.0.0.1:{proxy.port}",
-        verify=str(proxy.ca) if verify is True else verify,
-        http2=http2,
-        timeout=10,
-    )
+def client(proxy: Proxy, trusted: str | None = None) -> httpx.Client:
+    """A client through the proxy that trusts its CA, or only the CAs in ``trusted``."""
+    context = ssl.create_default_context(cafile=trusted or str(proxy.ca))
+    return httpx.Client(proxy=f"http://127.0.0.1:{proxy.port}", verify=context, timeout=10)
 
 
 def credentials(kind: str) -> dict[str, str]:
@@ -338,7 +337,7 @@ def test_a_client_that_does_not_trust_the_ca_is_counted_and_nothing_passes(
 ) -> None:
     failures = decider.metric("tfw_interceptor_tls_client_failures_total")
     before = len(decider.upstream.received)
-    with client(decider, verify="/etc/ssl/certs/ca-certificates.crt") as http:
+    with client(decider, trusted=certifi.where()) as http:  # public CAs, not the proxy's
         with pytest.raises(httpx.ConnectError):
             http.post(scenario["s01"]["url"], json={"content": "hi"})
     assert decider.metric("tfw_interceptor_tls_client_failures_total") == failures + 1
@@ -511,3 +510,21 @@ def test_a_chat_request_cannot_dodge_its_decision_with_another_host_header(
     assert response.status_code == 403
     assert last_request(decider).host == "emea.ng.msg.teams.microsoft.com"
     assert len(decider.upstream.received) == before
+
+
+def test_proxy_authentication_is_required_when_configured(
+    proxy_factory: ProxyFactory, scenario: dict[str, dict[str, Any]]
+) -> None:
+    guarded = proxy_factory({"TFW_PROXYAUTH": "teams:s3cret"})
+    context = ssl.create_default_context(cafile=str(guarded.ca))
+    with httpx.Client(proxy=f"http://127.0.0.1:{guarded.port}", verify=context) as http:
+        with pytest.raises(httpx.ProxyError) as refused:
+            http.post(scenario["s01"]["url"], json={"content": "hi"})
+    assert "407" in str(refused.value)
+    authorised = f"http://teams:s3cret@127.0.0.1:{guarded.port}"
+    with httpx.Client(proxy=authorised, verify=context) as http:
+        response = http.post(
+            scenario["s01"]["url"], json={"content": "hi"}, headers=credentials("skypetoken")
+        )
+    assert response.status_code == 201
+    assert len(guarded.decider.requests) == 1
