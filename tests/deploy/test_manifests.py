@@ -3,6 +3,9 @@ rules a platform team reviews (non-root, read-only, probes, budgets, autoscaling
 
 from __future__ import annotations
 
+import functools
+import json
+
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -79,18 +82,27 @@ def test_every_object_matches_the_kubernetes_schema(
             except jsonschema.ValidationError as exc:
                 problems.append(f"{label}: {exc.message}")
             continue
-        try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            problems.append(f"{label}: {exc}")
+        problem = _schema_problem(json.dumps(obj, sort_keys=True), version)
+        if problem:
+            problems.append(f"{label}: {problem}")
     assert problems == []
+
+
+@functools.lru_cache(maxsize=512)
+def _schema_problem(document: str, version: str) -> str | None:
+    """Validate once per distinct object: the overlays share most of the base's."""
+    try:
+        kubernetes_validate.validate(json.loads(document), version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return str(exc)
+    return None
 
 
 def test_a_misspelt_field_is_caught_by_the_schema_check(rendered: dict[str, list[Obj]]) -> None:
     deployment = dict(service_deployment(rendered["base"], "resolver"))
     deployment["spec"] = {**deployment["spec"], "replica": 2}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+    problem = _schema_problem(json.dumps(deployment, sort_keys=True), KUBERNETES_VERSIONS[0])
+    assert problem is not None and "replica" in problem
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
