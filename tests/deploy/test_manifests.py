@@ -117,7 +117,9 @@ def test_every_object_lands_in_the_teamsfirewall_namespace(
     assert stray == []
 
 
-@pytest.mark.parametrize("kustomization", ["overlays/dev", "overlays/prod"])
+@pytest.mark.parametrize(
+    "kustomization", ["overlays/dev", "overlays/prod", "examples/nats-cluster"]
+)
 def test_every_container_runs_unprivileged_on_a_read_only_root(
     rendered: dict[str, list[Obj]], kustomization: str
 ) -> None:
