@@ -40,19 +40,19 @@ log = logging.getLogger(__name__)
 def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
     """A mitmproxy master with only the addons the interceptor needs, ours before
     map_remote (the decision is about the real Teams host, not a simulator)."""
+    os.makedirs(settings.confdir, mode=0o700, exist_ok=True)
     opts = options.Options(
         listen_host=settings.listen_host,
         listen_port=settings.listen_port,
         confdir=settings.confdir,
     )
     master = Master(opts, with_termlog=False)
+    tls = tlsconfig.TlsConfig()
     master.addons.add(
         core.Core(),
         block.Block(),
         proxyauth.ProxyAuth(),
-        # Before the server: TlsConfig creates the CA in its `running` hook, and the
-        # proxy must not listen before the CA exists.
-        tlsconfig.TlsConfig(),
+        tls,
         proxyserver.Proxyserver(),
         next_layer.NextLayer(),
         errorcheck.ErrorCheck(),
@@ -70,12 +70,14 @@ def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
     if settings.proxyauth:
         updates["proxyauth"] = settings.proxyauth
     opts.update(**updates)
+    # mitmproxy creates the CA in TlsConfig's `running` hook, which fires only after
+    # the proxy already listens: create it now, so no client meets a proxy without one.
+    tls.configure({"confdir"})
     return master
 
 
 async def serve(settings: InterceptorSettings) -> None:
     """Run the proxy until SIGTERM or SIGINT, then drain NATS."""
-    os.makedirs(settings.confdir, mode=0o700, exist_ok=True)
     instance = instance_name("interceptor")
     addon = Interceptor(settings, instance)
     master = build_master(settings, addon)

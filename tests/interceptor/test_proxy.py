@@ -15,6 +15,9 @@ import orjson
 import pytest
 
 from services.common.contracts import Decision, InterceptedRequest
+from services.interceptor.addon import Interceptor
+from services.interceptor.proxy import build_master
+from services.interceptor.settings import InterceptorSettings
 from tests.interceptor.conftest import (
     Proxy,
     ProxyFactory,
@@ -528,3 +531,23 @@ def test_proxy_authentication_is_required_when_configured(
         )
     assert response.status_code == 201
     assert len(guarded.decider.requests) == 1
+
+
+async def test_the_lean_master_has_its_ca_before_it_listens_and_only_the_addons_it_needs(
+    tmp_path: Path,
+) -> None:
+    settings = InterceptorSettings.load(env={"TFW_CONFDIR": str(tmp_path / "ca")})
+    master = build_master(settings, Interceptor(settings, "interceptor@test"))
+    names = [type(addon).__name__ for addon in master.addons.chain]
+    assert (tmp_path / "ca" / "mitmproxy-ca-cert.pem").is_file()
+    assert names == [
+        "Core",
+        "Block",
+        "ProxyAuth",
+        "TlsConfig",
+        "Proxyserver",
+        "NextLayer",
+        "ErrorCheck",
+        "Interceptor",
+        "MapRemote",
+    ]
