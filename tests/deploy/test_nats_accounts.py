@@ -16,6 +16,7 @@ import nats
 import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from services.common.contracts import Subjects
 from tests.deploy.conftest import (
@@ -244,3 +245,24 @@ async def test_a_service_waits_as_its_own_user_until_the_bootstrap_has_run(
     admin_settings = bootstrap.BootstrapSettings.load(env=accounts_server.env("admin"))
     await bootstrap.bootstrap(admin_settings)
     await asyncio.wait_for(waiting, 10)
+
+
+async def test_the_resolver_may_answer_a_request_it_received_but_no_other_inbox(
+    accounts_server: AccountsServer,
+) -> None:
+    async with session(accounts_server, "resolver") as resolver:
+        async with session(accounts_server, "interceptor") as interceptor:
+            assert resolver.nc is not None and interceptor.nc is not None
+
+            async def answer(msg: Msg) -> None:
+                await resolver.nc.publish(msg.reply, b"malformed")  # type: ignore[union-attr]
+
+            await resolver.nc.subscribe(SUBJECTS.intercepted, queue="resolver", cb=answer)
+            await resolver.nc.flush()
+            reply = await interceptor.nc.request(SUBJECTS.intercepted, b"{", timeout=5)
+            assert reply.data == b"malformed"
+            assert resolver.violations == []
+
+            await resolver.nc.publish("_INBOX.someone.else", b"forged verdict")
+            await resolver.nc.flush()
+            assert await resolver.refused()
