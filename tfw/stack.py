@@ -163,7 +163,14 @@ class Stack:
 
     # --- infrastructure -------------------------------------------------------------
 
-    def start_nats(self, port: int | None = None, extra: list[str] | None = None) -> str:
+    def start_nats(
+        self,
+        port: int | None = None,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        """Start nats-server; ``env`` is its whole environment (the secure profile
+        passes the users' passwords this way)."""
         port = port or free_port()
         store = self.data_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
@@ -176,7 +183,7 @@ class Stack:
             config = self.data_dir / "nats-jetstream.conf"
             config.write_text("jetstream {\n  max_file_store: 1TB\n}\n", encoding="utf-8")
             extra += ["-c", str(config)]
-        process = self.spawn("nats", argv + extra, port=port)
+        process = self.spawn("nats", argv + extra, env=env, port=port)
         wait_for_port(port, 15, process.popen)
         self.nats_url = f"nats://127.0.0.1:{port}"
         return self.nats_url

@@ -14,12 +14,19 @@ import sys
 import threading
 from pathlib import Path
 
-from tfw.stack import ROOT, Stack, StackError
+from tfw.secure import SecureNats, SecureProfileError, bootstrap, prepare
+from tfw.stack import ROOT, Stack, StackError, free_port
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("up", help="start NATS, the database, the services and the proxy")
     add_stack_arguments(parser)
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="NATS over TLS (a local CA made for this run) with one user per service and "
+        "the Kubernetes permissions: only the resolver reads token-bearing subjects",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -38,9 +45,13 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 
 def start_stack(
     args: argparse.Namespace, stack: Stack, extra_env: dict[str, str] | None = None
-) -> None:
-    """Start infrastructure (unless given) and the four services."""
-    if not os.environ.get("TFW_NATS_URL"):
+) -> SecureNats | None:
+    """Start infrastructure (unless given) and the four services; with ``--secure``,
+    returns the secured NATS the services connect to."""
+    secure = None
+    if getattr(args, "secure", False):
+        secure = start_secure_nats(stack)
+    elif not os.environ.get("TFW_NATS_URL"):
         stack.start_nats()
     else:
         stack.nats_url = os.environ["TFW_NATS_URL"]
@@ -52,10 +63,31 @@ def start_stack(
     decider_env = dict(env)
     if args.rules:
         decider_env["TFW_RULES_FILE"] = str(Path(args.rules).resolve())
-    stack.start_service("resolver", env)
-    stack.start_service("decider", decider_env)
-    stack.start_service("audit", env)
-    stack.start_service("interceptor", {**env, "TFW_LISTEN_PORT": str(args.proxy_port)})
+    def nats_env(service: str) -> dict[str, str]:
+        return secure.service_env(service) if secure is not None else {}
+
+    stack.start_service("resolver", {**env, **nats_env("resolver")})
+    stack.start_service("decider", {**decider_env, **nats_env("decider")})
+    stack.start_service("audit", {**env, **nats_env("audit")})
+    stack.start_service(
+        "interceptor",
+        {**env, **nats_env("interceptor"), "TFW_LISTEN_PORT": str(args.proxy_port)},
+    )
+    return secure
+
+
+def start_secure_nats(stack: Stack, prefix: str | None = None) -> SecureNats:
+    """nats-server with TLS and per-service users (``tfw.secure``), bootstrapped as
+    the admin user; ``stack.nats_url`` becomes its ``tls://`` address."""
+    prefix = prefix or os.environ.get("TFW_SUBJECT_PREFIX") or "tfw"
+    try:
+        secure = prepare(stack.data_dir, free_port(), prefix)
+        stack.start_nats(secure.port, ["-c", str(secure.config)], env=secure.server_env())
+        stack.nats_url = secure.url
+        bootstrap(secure, prefix)
+    except SecureProfileError as exc:
+        raise StackError(str(exc)) from None
+    return secure
 
 
 def simulator_env(port: int) -> dict[str, str]:
@@ -92,6 +124,12 @@ def handle(args: argparse.Namespace) -> int:
             "Ctrl-C stops everything.",
             file=sys.stderr,
         )
+        if getattr(args, "secure", False):
+            print(
+                "Secure profile: NATS speaks TLS only (CA "
+                f"{stack.data_dir / 'nats-secure' / 'nats-ca.pem'}), one user per service.",
+                file=sys.stderr,
+            )
         while not stopping.wait(0.5):
             for process in stack.processes:
                 if process.popen.poll() is not None:
