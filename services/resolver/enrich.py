@@ -81,7 +81,7 @@ def understand(request: InterceptedRequest) -> tuple[EnrichedEvent, ParsedReques
         body_truncated=request.body_truncated,
         context=Provenance(
             source=ContextSource.NOT_NEEDED if conversation is None else ContextSource.UNRESOLVED,
-            reason=None if conversation is None else "no context lookups configured",
+            reason=None if conversation is None else "context not looked at yet",
         ),
     )
     return event, parsed, tokens

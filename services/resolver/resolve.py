@@ -165,7 +165,8 @@ class Resolution:
     async def _caller(
         self, request: InterceptedRequest, event: EnrichedEvent, tokens: list[Token]
     ) -> tuple[Caller, ProfileAccess | None]:
-        user = event.actor.oid
+        # Tokens are kept under the AAD object id, or the consumer id (``live:…``).
+        user = event.actor.oid or (event.actor.mri.removeprefix("8:") if event.actor.mri else None)
         endpoints = await self.store.endpoints_of(user) if user else None
         path = request.path.split("?", 1)[0]
         region = region_of(request.host, path) or event.actor.region
@@ -308,9 +309,11 @@ class Resolution:
         tenant_hint: str | None,
         deadline: float,
     ) -> tuple[dict[str, UserRecord], str | None]:
-        known = await self.store.users_by_mri(wanted)
+        known = self.store.users_in_memory(wanted)
         if all(normal_mri(m) in known for m in wanted if is_profiled(m)):
             return known, None
+        # The shared store and Teams are asked in a task of their own: a request that
+        # stops waiting leaves the answer in memory for the next one.
         flight = spawn(self.people.users(wanted, access, tenant_hint), "profile lookup")
         remaining = max(0.0, deadline - time.monotonic())
         try:

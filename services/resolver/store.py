@@ -182,6 +182,17 @@ class Store:
 
     # --- users ----------------------------------------------------------------------------
 
+    def users_in_memory(self, mris: list[str]) -> dict[str, UserRecord]:
+        """Fresh records this replica holds, without asking the shared store."""
+        now = time.time()
+        found: dict[str, UserRecord] = {}
+        for mri in mris:
+            key = normal_mri(mri)
+            record = self.users.get(key, now)
+            if record is not None:
+                found[key] = record
+        return found
+
     async def users_by_mri(self, mris: list[str]) -> dict[str, UserRecord]:
         """Fresh records for the MRIs known; unknown or expired ones are absent."""
         now = time.time()
