@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 
 import nats.errors
 from mitmproxy import http
@@ -29,7 +30,6 @@ FORWARDED_HEADERS = frozenset(
         "x-ms-client-type",
         "x-ms-client-caller",
         "content-type",
-        "content-encoding",
         "user-agent",
         "referer",
         "behavioroverride",
@@ -55,13 +55,37 @@ def payload_cap(cap: int, nc: NATS | None) -> int:
     return max(cap, 0)
 
 
+# zlib window bits: gzip, then raw deflate and zlib-wrapped deflate (both seen as
+# "deflate" in the wild).
+_DECODERS = {"gzip": (31,), "x-gzip": (31,), "deflate": (15, -15)}
+
+
+def readable_body(request: http.Request, cap: int) -> tuple[bytes, bool]:
+    """The request body as the resolver must read it: decoded when the client sent it
+    compressed, never more than ``cap`` bytes (a compression bomb is cut, not expanded),
+    and whether it was cut. An encoding that cannot be read is a FailMode: a body the
+    rules cannot see is never waved through as if it had been read."""
+    raw = request.raw_content or b""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if not raw or encoding in ("", "identity"):
+        return raw[:cap], len(raw) > cap
+    for wbits in _DECODERS.get(encoding, ()):
+        try:
+            decoder = zlib.decompressobj(wbits)
+            body = decoder.decompress(raw, cap + 1)
+        except zlib.error:
+            continue
+        return body[:cap], len(body) > cap
+    raise FailMode("unreadable_body", f"the request body is {encoding[:32]}-encoded")
+
+
 def request_packet(
     flow: http.HTTPFlow, decision_id: str, host: str, path: str, cap: int, interceptor: str
 ) -> InterceptedRequest:
     """What the resolver reads: method, real host and path, the headers that matter,
     the body up to ``cap`` (flagged when cut) and the client's address."""
     request = flow.request
-    body = request.raw_content or b""
+    body, truncated = readable_body(request, cap)
     headers = {
         name.lower(): value
         for name, value in request.headers.items()
@@ -80,9 +104,9 @@ def request_packet(
         path=path,
         http_version=request.http_version,
         headers=headers,
-        body=body[:cap],
-        body_size=len(body),
-        body_truncated=len(body) > cap,
+        body=body,
+        body_size=len(request.raw_content or b""),
+        body_truncated=truncated,
     )
 
 

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import gzip
+import zlib
 from types import SimpleNamespace
 
+import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from services.interceptor.ask import ENVELOPE_BYTES, payload_cap, request_packet
+from services.interceptor.ask import (
+    ENVELOPE_BYTES,
+    FailMode,
+    payload_cap,
+    readable_body,
+    request_packet,
+)
 
 
 def test_the_body_cap_shrinks_so_a_base64_body_fits_the_nats_payload() -> None:
@@ -37,3 +46,35 @@ def test_the_packet_carries_the_real_host_the_credentials_and_no_cookies() -> No
     assert "cookie" not in packet.headers
     assert (packet.body, packet.body_size, packet.body_truncated) == (b"0123", 10, True)
     assert packet.client_ip == flow.client_conn.peername[0]
+
+
+def _request(body: bytes, encoding: str) -> http.Request:
+    """A request whose bytes on the wire are ``body``, sent as ``encoding``."""
+    request = http.Request.make(
+        "POST", "https://emea.ng.msg.teams.microsoft.com/v1/users/ME/conversations/x/messages"
+    )
+    request.headers["content-encoding"] = encoding
+    request.raw_content = body
+    return request
+
+
+def test_a_compressed_body_is_decoded_for_the_rules() -> None:
+    message = b'{"content":"<p>the deal closes friday</p>","messagetype":"RichText/Html"}'
+    assert readable_body(_request(gzip.compress(message), "gzip"), 1024) == (message, False)
+    raw_deflate = zlib.compressobj(wbits=-15)
+    squeezed = raw_deflate.compress(message) + raw_deflate.flush()
+    assert readable_body(_request(squeezed, "deflate"), 1024) == (message, False)
+    assert readable_body(_request(zlib.compress(message), "deflate"), 1024) == (message, False)
+
+
+def test_a_compression_bomb_is_cut_at_the_cap_not_expanded() -> None:
+    bomb = gzip.compress(b"A" * 50_000_000)
+    body, truncated = readable_body(_request(bomb, "gzip"), 4096)
+    assert (len(body), truncated) == (4096, True)
+
+
+@pytest.mark.parametrize(("body", "encoding"), [(b"\x1b\x00garbage", "br"), (b"not gzip", "gzip")])
+def test_a_body_the_rules_cannot_read_ends_in_the_fail_mode(body: bytes, encoding: str) -> None:
+    with pytest.raises(FailMode) as failure:
+        readable_body(_request(body, encoding), 4096)
+    assert failure.value.cause == "unreadable_body"

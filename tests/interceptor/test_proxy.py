@@ -3,6 +3,7 @@ Teams (reached with map_remote) and a stand-in decision service on the bus."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import ssl
 from collections.abc import Iterator
@@ -551,3 +552,21 @@ async def test_the_lean_master_has_its_ca_before_it_listens_and_only_the_addons_
         "Interceptor",
         "MapRemote",
     ]
+
+
+def test_a_compressed_body_is_decided_decoded_and_reaches_teams_as_sent(
+    decider: Proxy, scenario: dict[str, dict[str, Any]]
+) -> None:
+    message = orjson.dumps(scenario["s01"]["body"])
+    squeezed = gzip.compress(message)
+    with client(decider) as http:
+        response = http.post(
+            scenario["s01"]["url"],
+            content=squeezed,
+            headers={**credentials("skypetoken"), "Content-Encoding": "gzip"},
+        )
+    asked = last_request(decider)
+    assert response.status_code == 201
+    assert asked.body == message
+    assert "content-encoding" not in asked.headers
+    assert decider.upstream.received[-1].body == squeezed
