@@ -252,7 +252,7 @@ def action_class(method: str, path: str, body: bytes = b"") -> str:
     return "other"
 
 
-_MESSAGETYPE_KEY = re.compile(rb'"messagetype"\s*:')
+_MESSAGETYPE_KEY = re.compile(rb'"messagetype"\s*:', re.IGNORECASE)
 _CONTROL_MESSAGETYPE = re.compile(rb'"messagetype"\s*:\s*"Control/', re.IGNORECASE)
 _CONTROL_SCAN_BYTES = 64 * 1024
 

@@ -274,6 +274,12 @@ def test_tokens_and_lookup_responses_are_observed_where_the_resolver_learns_from
         (
             "POST",
             f"/v1/users/ME/conversations/{CONV}/messages",
+            b'{"MessageType":"Control/Typing","messagetype":"RichText/Html"}',
+            "message",
+        ),
+        (
+            "POST",
+            f"/v1/users/ME/conversations/{CONV}/messages",
             b'{"content":"\\"messagetype\\":\\"Control/Typing\\""}',
             "message",
         ),
