@@ -145,6 +145,11 @@ class InterceptorSettings(ServiceSettings):
         auth = self.proxyauth
         if auth and auth != "any" and ":" not in auth and not auth.startswith("@"):
             raise ValueError("proxyauth must be user:pass, @htpasswd-file, an ldap spec or any")
+        if self.is_production and not self.block_global and auth in (None, "", "any"):
+            raise ValueError(
+                "block_global=false needs proxyauth when environment=production: "
+                "the proxy would serve anyone on the internet"
+            )
         return self
 
     def fail_mode_for(self, action_class: str) -> str:

@@ -55,3 +55,12 @@ def test_a_malformed_proxyauth_is_refused() -> None:
     with pytest.raises(SettingsError) as caught:
         InterceptorSettings.load(env={"TFW_PROXYAUTH": "justaname"})
     assert "proxyauth must be user:pass" in str(caught.value)
+
+
+def test_production_refuses_a_proxy_open_to_the_internet_without_authentication() -> None:
+    open_to_all = {"TFW_ENVIRONMENT": "production", "TFW_BLOCK_GLOBAL": "false"}
+    with pytest.raises(SettingsError) as caught:
+        InterceptorSettings.load(env=open_to_all)
+    assert "block_global=false needs proxyauth" in str(caught.value)
+    guarded = InterceptorSettings.load(env={**open_to_all, "TFW_PROXYAUTH": "teams:s3cret"})
+    assert guarded.block_global is False
