@@ -226,12 +226,10 @@ class Interceptor:
             self.apply(flow, verdict)
         except FailMode as failure:
             self.fail(flow, decision_id, failure.cause, failure.reason)
-            return
         except Exception:
             log.exception("interceptor error", extra={"decision_id": decision_id})
             self.fail(flow, decision_id, "internal", "internal error in the interceptor")
-            return
-        if flow.response is None:
+        if flow.response is None:  # allowed, or let through by an allow fail mode
             self._forwarded_for(flow, decided)
 
     def response(self, flow: http.HTTPFlow) -> None:
