@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ENV_PREFIX = "TFW_"
-SECRET_HINTS = ("key", "password", "token", "secret", "uri")
+SECRET_HINTS = ("key", "password", "token", "secret", "uri", "auth", "creds")
 
 
 class SettingsError(Exception):
