@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "tfw.commands.demo",
     "tfw.commands.rules",
     "tfw.commands.pac",
+    "tfw.commands.bench",
 )
 
 

@@ -51,17 +51,19 @@ def build_request(method: str, host: str, path: str, headers: dict[str, str], bo
 
 
 async def open_tunnel(
-    proxy_port: int, host: str, context: ssl.SSLContext, timeout: float = 10.0
+    proxy_port: int, host: str, context: ssl.SSLContext, connect_timeout_s: float = 10.0
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection("127.0.0.1", proxy_port), timeout
+        asyncio.open_connection("127.0.0.1", proxy_port), connect_timeout_s
     )
     writer.write(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
     await writer.drain()
-    status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), connect_timeout_s)
     if b" 200" not in status.split(b"\r\n", 1)[0]:
         raise ConnectionError(f"proxy refused CONNECT: {status[:60]!r}")
-    await asyncio.wait_for(writer.start_tls(context, server_hostname=host), timeout)
+    await asyncio.wait_for(
+        writer.start_tls(context, server_hostname=host), connect_timeout_s
+    )
     return reader, writer
 
 

@@ -1,0 +1,106 @@
+"""``tfw bench --tiny`` end to end, as a user runs it: its own servers, every figure
+printed, the targets summed up, the figures written with ``--json``. Timings are
+never asserted; what the run must show is that every send took the whole path."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tfw.stack import ROOT
+
+pytestmark = pytest.mark.e2e
+
+SECTIONS = (
+    "1. End to end, HTTPS keep-alive",
+    "2. Latency added at 1 connection",
+    "3. New TLS connections per second",
+    "4. Decider alone",
+    "5. Resolver",
+    "6. Audit under the load of item 1",
+    "7. Scaling: interceptor processes",
+    "CPU per request by process (firewall, 1 interceptor)",
+    "CPU per request by process (firewall, 2 interceptors)",
+    "Targets",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench") / "figures.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tfw", "bench", "--tiny", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed.stdout, orjson.loads(out.read_bytes())
+
+
+def test_every_figure_of_the_issue_is_printed(tiny_run: tuple[str, dict[str, Any]]) -> None:
+    stdout, _ = tiny_run
+    for title in SECTIONS:
+        assert title in stdout, title
+
+
+def test_every_send_of_the_allowed_mix_went_the_whole_way(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, figures = tiny_run
+    firewall = next(line for line in stdout.splitlines() if line.strip().startswith("firewall:"))
+    assert re.search(r"statuses 201×\d+;", firewall), firewall
+    assert "errors 0" in firewall
+    audit = figures["audit"]
+    assert audit["decided"] > 0
+    assert audit["published"] >= audit["decided"]
+    assert audit["archived"] >= audit["decided"]
+
+
+def test_cpu_is_reported_for_every_process_of_the_firewall(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, figures = tiny_run
+    one = figures["cpu_ms_per_request"]["firewall, 1 interceptor"]
+    two = figures["cpu_ms_per_request"]["firewall, 2 interceptors"]
+    for name in ("interceptor", "resolver", "decider", "audit", "nats", "secantusdb"):
+        assert name in one and name in two
+    assert "interceptor-2" in two
+
+
+def test_each_target_is_judged_with_its_measured_figure(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, figures = tiny_run
+    judged = figures["targets"]
+    assert set(judged) == {
+        "1. firewall / stock mitmdump throughput",
+        "2. added latency p50",
+        "2. added latency p99",
+        "4. decider at 100 rules",
+    }
+    for name, target in judged.items():
+        line = next(line for line in stdout.splitlines() if line.strip().startswith(name))
+        assert line.rstrip().endswith("NOT MET" if not target["met"] else " met")
+
+
+def test_the_component_benchmarks_gave_their_figures(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, figures = tiny_run
+    assert set(figures["decider_us"]) == {"10", "100", "1000"}
+    resolver = figures["resolver"]
+    assert resolver["cold_calls"] > 0
+    assert resolver["warm2_participants"] > 1000
+
+
+def test_nothing_is_left_running(tiny_run: tuple[str, dict[str, Any]], tmp_path: Path) -> None:
+    assert tiny_run
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    leftovers = [line for line in listing.stdout.splitlines()
+                 if "tfw.bench.leanproxy" in line or "tfw.bench.upstream" in line]
+    assert leftovers == []

@@ -1,0 +1,129 @@
+"""One measured window: a load run, the CPU each process spent during it, and what
+the audit trail did meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+
+from tfw.bench.loadgen import LoadResult, run_load
+from tfw.bench.procs import cpu_seconds
+
+HARNESS = "load generator (bench)"
+
+
+@dataclass
+class Window:
+    """A load run and the CPU seconds each named process spent in it."""
+
+    result: LoadResult
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def cpu_ms_per_request(self) -> dict[str, float]:
+        """Milliseconds of CPU per completed request, by process."""
+        done = max(self.result.requests, 1)
+        return {name: seconds * 1000 / done for name, seconds in self.cpu.items()}
+
+
+async def measured(pids: dict[str, int], load: Awaitable[LoadResult]) -> Window:
+    """Run ``load`` and read every process's CPU before and after it."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    own = time.process_time()
+    result = await load
+    window = Window(result)
+    window.cpu = {name: max(0.0, cpu_seconds(pid) - before[name]) for name, pid in pids.items()}
+    window.cpu[HARNESS] = time.process_time() - own
+    return window
+
+
+async def keep_alive(
+    ports: list[int], host: str, requests: list[bytes], ca_file: str, connections: int,
+    seconds: float,
+) -> LoadResult:
+    """``connections`` keep-alive clients spread over the proxies on ``ports``, one
+    result for all of them."""
+    share = [connections // len(ports) + (i < connections % len(ports)) for i in range(len(ports))]
+    runs = await asyncio.gather(
+        *(
+            run_load(port, host, requests, ca_file, count, seconds, keep_alive=True, warmup=0)
+            for port, count in zip(ports, share, strict=True)
+            if count
+        )
+    )
+    merged = LoadResult(seconds=max(run.seconds for run in runs))
+    for run in runs:
+        merged.requests += run.requests
+        merged.errors += run.errors
+        merged.latencies_ms += run.latencies_ms
+        merged.connections_opened += run.connections_opened
+        for status, count in run.statuses.items():
+            merged.statuses[status] = merged.statuses.get(status, 0) + count
+    return merged
+
+
+@dataclass
+class AuditLag:
+    """Consumer lag of the audit's durable consumer, sampled during a load run."""
+
+    samples: list[int] = field(default_factory=list)
+    drained_after_s: float | None = None
+    error: str | None = None
+
+    @property
+    def peak(self) -> int:
+        return max(self.samples, default=0)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples) if self.samples else 0.0
+
+
+async def consumer_lag(nc: NATS, stream: str, consumer: str) -> int:
+    """Records the consumer has not acknowledged yet (waiting plus in flight)."""
+    info = await asyncio.wait_for(nc.jetstream().consumer_info(stream, consumer), 2.0)
+    return int((info.num_pending or 0) + (info.num_ack_pending or 0))
+
+
+async def sample_lag(
+    nc: NATS, stream: str, consumer: str, lag: AuditLag, stop: asyncio.Event,
+    every_s: float = 0.25,
+) -> None:
+    """Sample the lag until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            lag.samples.append(await consumer_lag(nc, stream, consumer))
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            lag.error = type(exc).__name__
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+async def wait_drained(
+    nc: NATS, stream: str, consumer: str, lag: AuditLag, timeout_s: float = 30.0
+) -> None:
+    """Time until the audit consumer has caught up after the load stopped."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        try:
+            if await consumer_lag(nc, stream, consumer) == 0:
+                lag.drained_after_s = time.perf_counter() - started
+                return
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            lag.error = type(exc).__name__
+        await asyncio.sleep(0.1)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The nearest-rank percentile (NaN when there are no samples)."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]

@@ -1,0 +1,220 @@
+"""Printing the figures of a run, and the targets they are held to.
+
+Each section is printed when its measurement ends, so a long run shows progress;
+:meth:`Report.summary` then lists every target as met or not met. ``figures`` keeps
+the numbers for ``--json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfw.bench.measure import AuditLag, Window
+    from tfw.bench.profile import Profile
+
+TOP = 12
+
+
+@dataclass
+class Target:
+    item: str
+    measured: float
+    target: str
+    met: bool
+    unit: str
+
+
+@dataclass
+class Report:
+    out: IO[str]
+    figures: dict[str, Any] = field(default_factory=dict)
+    targets: list[Target] = field(default_factory=list)
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.line(f"  · {text}")
+
+    def section(self, title: str) -> None:
+        self.line()
+        self.line(title)
+        self.line("-" * len(title))
+
+    def target(self, item: str, measured: float, target: str, met: bool, unit: str) -> None:
+        self.targets.append(Target(item, measured, target, met, unit))
+
+    # --- sections ---------------------------------------------------------------------
+
+    def header(self, size: str, mix: str) -> None:
+        load = os.getloadavg()[0]
+        self.figures.update(size=size, mix=mix, cpus=os.cpu_count(), load_before=load)
+        self.line(f"TeamsFirewall benchmark ({size} run, {mix} mix) on {os.cpu_count()} CPUs, "
+                  f"load average {load:.2f} before the run")
+        self.line("Every figure is measured in this run; ratios compare configurations "
+                  "measured the same way, one after the other, in alternating rounds.")
+
+    def decider(self, output: str, figures: dict[int, float], code: int) -> None:
+        self.section("4. Decider alone: CPU µs per decision (verdict and record included)")
+        self._quote(output, code)
+        self.figures["decider_us"] = figures
+        for count, us in sorted(figures.items()):
+            self.line(f"  {count:>5} rules: {us:7.1f} µs per decision")
+        if 100 in figures:
+            self.target("4. decider at 100 rules", figures[100], "≤ 20 µs",
+                        figures[100] <= 20, "µs")
+
+    def resolver(self, output: str, figures: dict[str, float], code: int) -> None:
+        self.section("5. Resolver: warm-cache enrich, cold resolve of the largest team")
+        self._quote(output, code)
+        self.figures["resolver"] = figures
+        if "cold_calls" in figures:
+            self.line(f"  cold resolve: {figures['cold_calls']:.0f} calls to Teams, "
+                      f"{figures.get('cold_wall_ms', math.nan):.0f} ms wall time")
+        for n in (1, 2):
+            if f"warm{n}_p50_ms" in figures:
+                self.line(
+                    f"  warm enrich, {figures[f'warm{n}_participants']:.0f} participants: "
+                    f"p50 {figures[f'warm{n}_p50_ms']:.3f} ms, "
+                    f"p99 {figures[f'warm{n}_p99_ms']:.3f} ms")
+
+    def throughput(self, windows: dict[str, list[Window]], connections: int, mix: str) -> None:
+        self.section(f"1. End to end, HTTPS keep-alive, {connections} connections, warm cache "
+                     f"({mix} sends)")
+        rates = {name: [w.result.rate for w in found] for name, found in windows.items()}
+        median = {name: statistics.median(r) for name, r in rates.items()}
+        for name, label in (("stock", "stock mitmdump, no addon"),
+                            ("lean", "lean master, no firewall addon"),
+                            ("firewall", "firewall: interceptor → resolver → decider → "
+                                         "verdict, record published")):
+            found = windows[name]
+            statuses = _statuses(found)
+            errors = sum(w.result.errors for w in found)
+            each = ", ".join(f"{r:.0f}" for r in rates[name])
+            self.line(f"  {label:<68} {median[name]:7.0f} req/s  (rounds: {each}; "
+                      f"statuses {statuses}; errors {errors})")
+        ratio = median["firewall"] / median["stock"] if median["stock"] else math.nan
+        lean = median["lean"] / median["stock"] if median["stock"] else math.nan
+        self.line(f"  ratio firewall / stock mitmdump: {ratio:.2f}×   "
+                  f"(lean master / stock: {lean:.2f}×; firewall / lean: "
+                  f"{median['firewall'] / median['lean'] if median['lean'] else math.nan:.2f}×)")
+        self.figures["throughput_rps"] = median
+        self.figures["throughput_ratio"] = ratio
+        self.target("1. firewall / stock mitmdump throughput", ratio, "≥ 1.2×", ratio >= 1.2, "×")
+
+    def audit(self, stored: float, published: float, decided: int, load_seconds: float,
+              lag: AuditLag) -> None:
+        self.section("6. Audit under the load of item 1")
+        rate = stored / load_seconds if load_seconds else math.nan
+        self.line(f"  decisions made under load: {decided}; records published to the stream: "
+                  f"{published:.0f}; archived by audit: {stored:.0f}")
+        self.line(f"  archived records/s over the load windows: {rate:.0f} "
+                  "(counted until the consumer caught up)")
+        drained = ("never, within 30 s" if lag.drained_after_s is None
+                   else f"{lag.drained_after_s:.1f} s after the load stopped")
+        self.line(f"  consumer lag during load (records not yet acknowledged): median "
+                  f"{lag.median:.0f}, peak {lag.peak}; caught up {drained}"
+                  + (f"; sampling error {lag.error}" if lag.error else ""))
+        self.figures["audit"] = {"archived": stored, "published": published, "decided": decided,
+                                 "records_per_s": rate, "lag_median": lag.median,
+                                 "lag_peak": lag.peak, "drained_after_s": lag.drained_after_s}
+
+    def cpu_table(self, windows: list[Window], title: str) -> None:
+        self.section(f"CPU per request by process ({title}), ms")
+        merged: dict[str, list[float]] = {}
+        for window in windows:
+            for name, ms in window.cpu_ms_per_request().items():
+                merged.setdefault(name, []).append(ms)
+        total = 0.0
+        table = {}
+        for name, values in sorted(merged.items()):
+            ms = statistics.median(values)
+            table[name] = ms
+            if not name.startswith(("upstream", "load generator")):
+                total += ms
+            self.line(f"  {name:<30} {ms:6.3f} ms/request")
+        capacity = 1000 / total if total else math.nan
+        self.line(f"  {'firewall total (no upstream, no client)':<30} {total:6.3f} ms/request  "
+                  f"→ about {capacity:.0f} requests/s per core for the whole pipeline")
+        self.figures.setdefault("cpu_ms_per_request", {})[title] = table
+
+    def latency(self, found: dict[str, tuple[float, float, int]], added_p50: float,
+                added_p99: float) -> None:
+        self.section("2. Latency added at 1 connection (firewall minus lean master)")
+        for name, (p50, p99, count) in found.items():
+            self.line(f"  {name:<9} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (n={count})")
+        self.line(f"  added: p50 {added_p50:+.2f} ms, p99 {added_p99:+.2f} ms")
+        self.figures["latency_added_ms"] = {"p50": added_p50, "p99": added_p99}
+        self.target("2. added latency p50", added_p50, "≤ 1.5 ms", added_p50 <= 1.5, "ms")
+        self.target("2. added latency p99", added_p99, "≤ 5 ms", added_p99 <= 5, "ms")
+
+    def new_connections(self, found: dict[str, list[Window]], clients: int) -> None:
+        self.section(f"3. New TLS connections per second ({clients} clients, one request each)")
+        rates = {}
+        for name, windows in found.items():
+            rates[name] = statistics.median(w.result.rate for w in windows)
+            proxy_ms = statistics.median(
+                w.cpu_ms_per_request().get("interceptor" if name == "firewall" else name, 0.0)
+                for w in windows)
+            self.line(f"  {name:<9} {rates[name]:6.0f} connections/s, "
+                      f"proxy CPU {proxy_ms:.1f} ms per connection (statuses "
+                      f"{_statuses(windows)})")
+        ratio = rates["firewall"] / rates["stock"] if rates["stock"] else math.nan
+        self.line(f"  ratio interceptor / stock mitmdump: {ratio:.2f}×")
+        self.figures["new_connections"] = {**rates, "ratio": ratio}
+
+    def scaling(self, one: Window, two: Window) -> None:
+        self.section("7. Scaling: interceptor processes behind the same bus")
+        ratio = two.result.rate / one.result.rate if one.result.rate else math.nan
+        self.line(f"  1 interceptor:  {one.result.rate:6.0f} req/s")
+        self.line(f"  2 interceptors: {two.result.rate:6.0f} req/s  ({ratio:.2f}× one)")
+        busy = sum(v for k, v in two.cpu.items()) / two.result.seconds if two.result.seconds else 0
+        self.line(f"  CPU busy during the 2-interceptor run, all our processes and the "
+                  f"client: {busy:.2f} of {os.cpu_count()} cores")
+        self.figures["scaling"] = {"one": one.result.rate, "two": two.result.rate,
+                                   "ratio": ratio, "cores_busy": busy}
+
+    def profile(self, found: Profile | str) -> None:
+        self.section("Profile of the interceptor on the warm path (py-spy)")
+        if isinstance(found, str):
+            self.line(f"  no profile: {found}")
+            return
+        self.line(f"  {found.samples} samples; raw stacks in {found.path}")
+        self.line("  by package (own time):")
+        for name, count in found.groups.most_common():
+            self.line(f"    {found.share(count):6.1%}  {name}")
+        self.line("  functions with the most own time:")
+        for name, count in found.own.most_common(TOP):
+            self.line(f"    {found.share(count):6.1%}  {name}")
+        self.line("  the firewall's own code, inclusive:")
+        for name, count in found.inclusive.most_common(TOP):
+            self.line(f"    {found.share(count):6.1%}  {name}")
+
+    def summary(self) -> None:
+        self.section("Targets")
+        for target in self.targets:
+            verdict = "met" if target.met else "NOT MET"
+            self.line(f"  {target.item:<44} {target.measured:8.2f} {target.unit:<3} "
+                      f"target {target.target:<9} {verdict}")
+        self.figures["targets"] = {t.item: {"measured": t.measured, "met": t.met}
+                                   for t in self.targets}
+
+    def _quote(self, output: str, code: int) -> None:
+        for text in output.strip().splitlines():
+            self.line(f"  | {text}")
+        if code:
+            self.line(f"  (exited with {code})")
+
+
+def _statuses(windows: list[Window]) -> str:
+    counts: dict[int, int] = {}
+    for window in windows:
+        for status, count in window.result.statuses.items():
+            counts[status] = counts.get(status, 0) + count
+    return " ".join(f"{status}×{count}" for status, count in sorted(counts.items())) or "none"

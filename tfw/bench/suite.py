@@ -1,0 +1,284 @@
+"""The benchmark suite behind ``tfw bench``: every figure measured side by side in one
+run, printed as it comes and summed up against the targets at the end.
+
+Order of a run: the decider and resolver component benchmarks (items 4 and 5, in
+their own processes while nothing else of ours runs); then the proxies (stock
+``mitmdump``, the lean master, the firewall) on one fast upstream, warmed, and
+measured in alternating rounds so that a noisy neighbour hurts all of them alike
+(items 1, 2, 3 and 6); then a second interceptor on the same bus (item 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tfw.bench import components
+from tfw.bench.firewall import Rig, metric_sum
+from tfw.bench.loadgen import run_load
+from tfw.bench.measure import (
+    AuditLag,
+    Window,
+    keep_alive,
+    measured,
+    percentile,
+    sample_lag,
+    wait_drained,
+)
+from tfw.bench.profile import Profile, profile_interceptor
+from tfw.bench.report import Report
+from tfw.bench.workload import CHAT_HOST, accounts_of, build_requests, sign_in
+
+WARM_TIMEOUT_S = 20.0
+
+
+@dataclass
+class Sizes:
+    """How long and how hard each part runs; ``quick`` and ``tiny`` shrink them."""
+
+    seconds: float = 5.0  # one keep-alive window
+    rounds: int = 3  # alternating rounds of stock / lean / firewall
+    latency_seconds: float = 3.0
+    connect_seconds: float = 3.0
+    connections: int = 16
+    connect_clients: int = 8
+    decider_events: int = 2000
+    resolver_warm: int = 2000
+    profile_seconds: float = 8.0
+
+    @classmethod
+    def named(cls, size: str) -> Sizes:
+        if size == "quick":
+            return cls(2.0, 1, 2.0, 2.0, decider_events=500, resolver_warm=300,
+                       profile_seconds=4.0)
+        if size == "tiny":  # the smoke test: every figure, no meaning
+            return cls(0.4, 1, 0.4, 0.4, connections=4, connect_clients=2,
+                       decider_events=50, resolver_warm=20, profile_seconds=1.0)
+        return cls()
+
+
+@dataclass
+class Run:
+    """One benchmark run: the rig, the sizes, and the figures gathered so far."""
+
+    rig: Rig
+    sizes: Sizes
+    report: Report
+    mix: str = "allowed"
+    profile: bool = False
+    requests: list[bytes] = field(default_factory=list)
+    keep_alive: dict[str, list[Window]] = field(default_factory=dict)
+
+    @property
+    def ca(self) -> str:
+        return str(self.rig.ca_file)
+
+    def baseline_port(self, name: str) -> int:
+        return self.rig.baselines[name][1]
+
+    def baseline_pids(self, name: str) -> dict[str, int]:
+        return {name: self.rig.baselines[name][0].pid,
+                "upstream (stand-in)": self.rig.pids()["upstream (stand-in)"]}
+
+
+async def run_suite(
+    data_dir: Path, out: IO[str], log: IO[str], size: str = "full", mix: str = "allowed",
+    profile: bool = False,
+) -> Report:
+    """Run every benchmark and return the report (printed to ``out`` as it goes);
+    the services' logs go to ``log``."""
+    sizes = Sizes.named(size)
+    report = Report(out)
+    report.header(size, mix)
+    components.run(report, sizes.decider_events, sizes.resolver_warm)
+    rig = Rig(data_dir, log)
+    try:
+        report.note("starting the upstream stand-in, stock mitmdump, the lean master and the "
+                    "firewall stack …")
+        rig.start_upstream()
+        rig.start_baselines()
+        rig.start_firewall()
+        run = Run(rig, sizes, report, mix, profile)
+        await _warm(run)
+        await _throughput(run)
+        await _latency(run)
+        await _new_connections(run)
+        await _scaling(run)
+        if profile:
+            await _profile(run)
+    finally:
+        rig.stop()
+    report.summary()
+    return report
+
+
+# --- warming --------------------------------------------------------------------------
+
+
+async def _warm(run: Run) -> None:
+    """Sign the accounts in, then send the mix until the resolver answers from cache."""
+    rig = run.rig
+    tokens = await asyncio.to_thread(
+        sign_in, rig.org, rig.proxy_port(), rig.ca_file, accounts_of(run.mix)
+    )
+    run.requests = build_requests(rig.org, run.mix, tokens)
+    started = time.perf_counter()
+    uncached = 1.0
+    while time.perf_counter() - started < WARM_TIMEOUT_S:
+        before = _resolver_contexts(rig)
+        await run_load(rig.proxy_port(), CHAT_HOST, run.requests, run.ca, 2, 0.5, warmup=0)
+        after = _resolver_contexts(rig)
+        done = sum(after.values()) - sum(before.values())
+        misses = done - (after["cache"] - before["cache"])
+        uncached = misses / done if done else 1.0
+        if done and uncached == 0:
+            break
+        await asyncio.sleep(0.2)
+    run.report.note(
+        f"warm: {time.perf_counter() - started:.1f} s until every send was enriched from "
+        f"the cache (last round {uncached:.0%} not from cache)"
+    )
+    for name in ("stock", "lean"):  # let the baselines open their upstream connections
+        await run_load(run.baseline_port(name), CHAT_HOST, run.requests, run.ca, 2, 0.3,
+                       warmup=0)
+
+
+def _resolver_contexts(rig: Rig) -> dict[str, float]:
+    text = rig.metrics("resolver")
+    return {
+        source: metric_sum(text, "tfw_resolver_events_total", context=source)
+        for source in ("cache", "lookup", "observed", "not_needed", "unresolved")
+    }
+
+
+# --- item 1 and 6: keep-alive throughput, the audit under that load ----------------------
+
+
+async def _throughput(run: Run) -> None:
+    sizes, rig = run.sizes, run.rig
+    nc = await rig.connect()
+    lag = AuditLag()
+    stream, consumer = rig.subjects.decision_stream, "audit"
+    stored_before = metric_sum(rig.metrics("audit"), "tfw_audit_records_total", outcome="stored")
+    stored_seconds = 0.0
+    stream_before = (await nc.jetstream().stream_info(stream)).state.messages
+    decided = 0
+    try:
+        for _ in range(sizes.rounds):
+            for name in ("stock", "lean", "firewall"):
+                if name == "firewall":
+                    stop = asyncio.Event()
+                    sampler = asyncio.ensure_future(
+                        sample_lag(nc, stream, consumer, lag, stop)
+                    )
+                    window = await measured(
+                        rig.pids(),
+                        keep_alive([rig.proxy_port()], CHAT_HOST, run.requests, run.ca,
+                                   sizes.connections, sizes.seconds),
+                    )
+                    stop.set()
+                    await sampler
+                    stored_seconds += window.result.seconds
+                    decided += window.result.requests
+                else:
+                    window = await measured(
+                        run.baseline_pids(name),
+                        keep_alive([run.baseline_port(name)], CHAT_HOST, run.requests,
+                                   run.ca, sizes.connections, sizes.seconds),
+                    )
+                run.keep_alive.setdefault(name, []).append(window)
+        await wait_drained(nc, stream, consumer, lag)
+        stored = metric_sum(rig.metrics("audit"), "tfw_audit_records_total", outcome="stored")
+        stream_after = (await nc.jetstream().stream_info(stream)).state.messages
+    finally:
+        await nc.close()
+    run.report.throughput(run.keep_alive, sizes.connections, run.mix)
+    run.report.audit(
+        stored=stored - stored_before,
+        published=stream_after - stream_before,
+        decided=decided,
+        load_seconds=stored_seconds,
+        lag=lag,
+    )
+    run.report.cpu_table(run.keep_alive["firewall"], "firewall, 1 interceptor")
+
+
+# --- item 2: latency added at one connection ------------------------------------------
+
+
+async def _latency(run: Run) -> None:
+    sizes, rig = run.sizes, run.rig
+    samples: dict[str, list[float]] = {"lean": [], "firewall": []}
+    for _ in range(sizes.rounds):
+        for name in ("lean", "firewall"):
+            port = rig.proxy_port() if name == "firewall" else run.baseline_port(name)
+            result = await run_load(port, CHAT_HOST, run.requests, run.ca, 1,
+                                    sizes.latency_seconds, warmup=0)
+            samples[name] += result.latencies_ms
+    lean, firewall = samples["lean"], samples["firewall"]
+    run.report.latency(
+        {name: (statistics.median(s) if s else float("nan"), percentile(s, 0.99), len(s))
+         for name, s in samples.items()},
+        added_p50=statistics.median(firewall) - statistics.median(lean)
+        if lean and firewall else float("nan"),
+        added_p99=percentile(firewall, 0.99) - percentile(lean, 0.99),
+    )
+
+
+# --- item 3: new TLS connections ------------------------------------------------------
+
+
+async def _new_connections(run: Run) -> None:
+    sizes, rig = run.sizes, run.rig
+    found: dict[str, list[Window]] = {"stock": [], "firewall": []}
+    for _ in range(sizes.rounds):
+        for name in found:
+            port = rig.proxy_port() if name == "firewall" else run.baseline_port(name)
+            pids = rig.pids() if name == "firewall" else run.baseline_pids(name)
+            found[name].append(await measured(pids, run_load(
+                port, CHAT_HOST, run.requests, run.ca, sizes.connect_clients,
+                sizes.connect_seconds, keep_alive=False, warmup=0,
+            )))
+    run.report.new_connections(found, sizes.connect_clients)
+
+
+# --- item 7: one and two interceptors -------------------------------------------------
+
+
+async def _scaling(run: Run) -> None:
+    sizes, rig = run.sizes, run.rig
+    one = await measured(rig.pids(), keep_alive(
+        [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections, sizes.seconds
+    ))
+    rig.add_interceptor()
+    try:
+        ports = [rig.proxy_port(0), rig.proxy_port(1)]
+        await keep_alive(ports, CHAT_HOST, run.requests, run.ca, 4, 0.5)  # warm the second
+        two = await measured(rig.pids(), keep_alive(
+            ports, CHAT_HOST, run.requests, run.ca, sizes.connections, sizes.seconds
+        ))
+    finally:
+        rig.remove_interceptor()
+    run.report.scaling(one, two)
+    run.report.cpu_table([two], "firewall, 2 interceptors")
+
+
+# --- the warm-path profile ----------------------------------------------------------------
+
+
+async def _profile(run: Run) -> None:
+    rig, sizes = run.rig, run.sizes
+    pid = rig.stack.find("interceptor").popen.pid
+    out = rig.data_dir / "interceptor-profile.txt"
+    load = keep_alive([rig.proxy_port()], CHAT_HOST, run.requests, run.ca,
+                      sizes.connections, sizes.profile_seconds + 1.0)
+    result: Profile | str
+    result, _ = await asyncio.gather(
+        asyncio.to_thread(profile_interceptor, pid, sizes.profile_seconds, out), load
+    )
+    run.report.profile(result)
+
