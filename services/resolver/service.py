@@ -29,6 +29,7 @@ from services.common.contracts import (
     error_headers,
 )
 from services.common.ops import spawn
+from services.decider.rules import compile_rules
 from services.resolver.context import Conversations
 from services.resolver.observe import Learner
 from services.resolver.people import People
@@ -152,11 +153,19 @@ class Resolver(BusService):
             await self.mongo.close()
 
     def on_rules(self, value: bytes) -> None:
+        """Take the internal tenants of a pushed rule set, only if its rules compile.
+
+        The decider refuses a rule set that does not compile and keeps the previous
+        one; taking the tenants of such a value here would change every location
+        behind its back (an edit from abroad counted as internal). A bad value raises,
+        and the watcher keeps the previous tenants.
+        """
         document = decode(RuleSetDocument, value)
-        if document.internal_tenants:
-            tenants = frozenset(t.lower() for t in document.internal_tenants)
+        rules = compile_rules(document.source)
+        if rules.internal_tenants:
+            tenants = frozenset(t.lower() for t in rules.internal_tenants)
             self.resolution.internal_tenants = tenants
-            log.info("internal tenants from rule set %s", document.version)
+            log.info("internal tenants from rule set %s", rules.version)
 
     async def purge_tokens(self) -> None:
         """Drop expired tokens every ``token_purge_interval_s``."""
