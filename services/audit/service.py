@@ -207,6 +207,7 @@ class Audit(BusService):
                 await asyncio.sleep(self.settings.retry_delay_s)
                 continue
             self._consuming = True
+            messages = await self.top_up(messages)
             try:
                 await self.store(messages)
                 ARCHIVE_DOWN.set(0)
@@ -219,6 +220,21 @@ class Audit(BusService):
                     with contextlib.suppress(nats.errors.Error):
                         await message.nak(delay=self.settings.retry_delay_s)
                 await asyncio.sleep(self.settings.retry_delay_s)
+
+    async def top_up(self, messages: list[Msg]) -> list[Msg]:
+        """Under a steady trickle a fetch returns a record or two; waiting
+        ``batch_linger_s`` for more lets the archive store them in one insert. A failed
+        top-up keeps the records already in hand."""
+        linger = self.settings.batch_linger_s
+        wanted = self.settings.batch_size - len(messages)
+        if linger <= 0 or wanted <= 0:
+            return messages
+        await asyncio.sleep(linger)
+        try:
+            more = await self.subscription.fetch(wanted, timeout=linger)
+        except (TimeoutError, nats.errors.Error):
+            return messages
+        return messages + more
 
     async def store(self, messages: list[Msg]) -> None:
         """Archive one batch, then acknowledge it."""

@@ -27,6 +27,13 @@ class AuditSettings(ServiceSettings):
     )
     batch_size: int = Field(default=256, ge=1, le=10_000)
     fetch_timeout_s: float = Field(default=1.0, gt=0, le=60)
+    batch_linger_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=5,
+        description="after a partial batch, wait this long for more records so they are "
+        "archived in one insert (the database's cost is mostly per call); 0: never wait",
+    )
     ack_wait_s: float = Field(default=30.0, gt=0, le=3600)
     max_deliver: int = Field(default=-1, ge=-1, description="-1: redeliver for ever")
     mongo_timeout_s: float = Field(default=5.0, gt=0, le=120)

@@ -306,3 +306,48 @@ async def test_a_stream_without_the_decision_subjects_is_refused(deployment: Dep
     settings = AuditSettings.load(env={}, subject_prefix=subjects.prefix)
     with pytest.raises(RuntimeError, match="refusing to consume"):
         await ensure_decision_stream(js, subjects, settings)
+
+
+class _Trickle:
+    """A pull subscription stand-in: each fetch hands out what arrived meanwhile."""
+
+    def __init__(self, *arrivals: list[str] | Exception) -> None:
+        self.arrivals = list(arrivals)
+        self.asked: list[int] = []
+
+    async def fetch(self, batch: int, timeout: float) -> list[str]:
+        self.asked.append(batch)
+        arrival = self.arrivals.pop(0)
+        if isinstance(arrival, Exception):
+            raise arrival
+        return arrival[:batch]
+
+
+def _audit_with(subscription: _Trickle, **settings: Any) -> Any:
+    from services.audit.service import Audit
+
+    audit = Audit(AuditSettings.load(env={}, batch_size=4, **settings))
+    audit.subscription = subscription  # type: ignore[assignment]
+    return audit
+
+
+async def test_a_partial_batch_waits_for_more_records_to_archive_them_together() -> None:
+    trickle = _Trickle(["r2", "r3"])
+    audit = _audit_with(trickle, batch_linger_s=0.01)
+    assert await audit.top_up(["r1"]) == ["r1", "r2", "r3"]
+    assert trickle.asked == [3]
+
+
+async def test_a_full_batch_or_no_linger_is_archived_at_once() -> None:
+    trickle = _Trickle()
+    assert await _audit_with(trickle, batch_linger_s=0.01).top_up(["a", "b", "c", "d"]) == [
+        "a", "b", "c", "d",
+    ]
+    assert await _audit_with(trickle, batch_linger_s=0).top_up(["a"]) == ["a"]
+    assert trickle.asked == []
+
+
+async def test_a_failed_top_up_keeps_the_records_in_hand() -> None:
+    for failure in (TimeoutError(), nats.errors.ConnectionClosedError()):
+        audit = _audit_with(_Trickle(failure), batch_linger_s=0.01)
+        assert await audit.top_up(["r1"]) == ["r1"]
