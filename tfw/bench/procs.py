@@ -89,6 +89,8 @@ def start_lean(confdir: Path, upstream_port: int) -> tuple[Proc, int]:
             "TFW_LISTEN_PORT": str(port),
             "TFW_CONFDIR": str(confdir),
             "TFW_MAP_REMOTE": f"|https://[^/]+/|http://127.0.0.1:{upstream_port}/",
+            # As the interceptor runs (tfw.stack): the same master, the same flags.
+            "PYTHONOPTIMIZE": os.environ.get("PYTHONOPTIMIZE", "1"),
         },
     )
     wait_for_port(port, 30, proc.popen)
