@@ -11,6 +11,7 @@ from mitmproxy.test import tflow
 from services.interceptor.ask import (
     ENVELOPE_BYTES,
     FailMode,
+    forwarded_headers,
     payload_cap,
     readable_body,
     request_packet,
@@ -78,3 +79,23 @@ def test_a_body_the_rules_cannot_read_ends_in_the_fail_mode(body: bytes, encodin
     with pytest.raises(FailMode) as failure:
         readable_body(_request(body, encoding), 4096)
     assert failure.value.cause == "unreadable_body"
+
+
+def test_forwarded_headers_are_those_mitmproxy_would_show_for_the_selected_names() -> None:
+    headers = http.Headers(
+        [
+            (b"Authorization", b"Bearer a.b.c"),
+            (b"Cookie", b"skypetoken_asm=secret"),
+            (b"X-MS-Client-Version", b"1415/26010400925"),
+            (b"authorization", b"Bearer d.e.f"),
+            (b"User-Agent", b"Teams \xc3\xa9"),
+        ]
+    )
+    expected = {
+        name.lower(): value
+        for name, value in headers.items()
+        if name.lower() in ("authorization", "x-ms-client-version", "user-agent")
+    }
+    assert forwarded_headers(headers) == expected
+    assert forwarded_headers(headers)["authorization"] == "Bearer a.b.c, Bearer d.e.f"
+    assert "cookie" not in forwarded_headers(headers)
