@@ -32,6 +32,7 @@ from services.common.contracts import (
     new_decision_id,
 )
 from services.common.settings import SettingsError
+from services.decider.legacy import import_xml
 from services.decider.rules import RuleSet, compile_rules
 from services.decider.service import Decider
 from services.decider.settings import DeciderSettings
@@ -255,3 +256,34 @@ async def test_a_bad_rule_file_stops_the_decider_at_start_naming_it(
         nc = await nats.connect(nats_url)
         await remove(nc, Subjects(prefix))
         await nc.close()
+
+
+async def test_a_2021_xml_file_can_be_pushed_and_one_with_import_problems_is_refused(
+    running: Running, shared_cases: Path
+) -> None:
+    url, prefix = running.url, running.subjects.prefix
+    good = ["rules", "push", str(shared_cases / "rules.xml"), "--nats-url", url, "--prefix", prefix]
+    assert await asyncio.to_thread(tfw, good) == 0
+    await running.wait_for(
+        compile_rules(import_xml((shared_cases / "rules.xml").read_text(), "rules.xml")[0]).version
+    )
+    kv = await running.nc.jetstream().key_value(running.subjects.rules_bucket)
+    document = decode(RuleSetDocument, (await kv.get(running.subjects.rules_key)).value or b"")
+    assert document.internal_tenants == [
+        "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11",
+        "6e2d4c88-1a7b-4b5e-8c3f-2d9e7a0b5c22",
+    ]
+    upstream = shared_cases / "upstream" / "teamsfirewall.config"
+    refused = ["rules", "push", str(upstream), "--nats-url", url, "--prefix", prefix]
+    assert await asyncio.to_thread(tfw, refused) == 1
+    assert await asyncio.to_thread(tfw, [*refused, "--accept-import-problems"]) == 0
+
+
+async def test_push_reports_an_unreachable_server_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(V1)
+    argv = ["rules", "push", str(rules), "--nats-url", "nats://127.0.0.1:9", "--prefix", "x"]
+    assert await asyncio.to_thread(tfw, argv) == 1
+    assert "no answer from nats://127.0.0.1:9" in capsys.readouterr().err

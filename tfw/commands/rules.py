@@ -221,6 +221,12 @@ def push_command(args: argparse.Namespace) -> int:
     )
     try:
         revision = asyncio.run(store(args.nats_url, Subjects(args.prefix), encode(document)))
+    except TimeoutError:
+        _err(
+            f"push failed: no answer from {args.nats_url} within {NATS_TIMEOUT_S:.0f} s; "
+            "the active rule set is unchanged"
+        )
+        return 1
     except Exception as exc:  # any failure to store is reported; nothing changed
         _err(f"push failed ({type(exc).__name__}: {exc}); the active rule set is unchanged")
         return 1
@@ -233,8 +239,19 @@ async def store(nats_url: str, subjects: Subjects, value: bytes) -> int:
     import nats
     import nats.js.errors
 
-    nc = await nats.connect(
-        nats_url, connect_timeout=NATS_TIMEOUT_S, max_reconnect_attempts=0, allow_reconnect=False
+    async def quiet(_exc: Exception) -> None:
+        pass  # the one failure that matters is reported by the caller
+
+    # nats-py keeps retrying an initial connection it cannot make: bound it here.
+    nc = await asyncio.wait_for(
+        nats.connect(
+            nats_url,
+            connect_timeout=NATS_TIMEOUT_S,
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+            error_cb=quiet,
+        ),
+        NATS_TIMEOUT_S,
     )
     try:
         js = nc.jetstream(timeout=NATS_TIMEOUT_S)
