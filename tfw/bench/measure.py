@@ -15,7 +15,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 
 from tfw.bench.loadgen import LoadResult, run_load
-from tfw.bench.procs import cpu_seconds
+from tfw.bench.procs import TICKS, cpu_seconds
 
 HARNESS = "load generator (bench)"
 
@@ -26,6 +26,15 @@ class Window:
 
     result: LoadResult
     cpu: dict[str, float] = field(default_factory=dict)
+    machine_busy: float = 0.0  # CPU seconds the whole machine spent, every process
+    machine_seconds: float = 0.0  # CPU seconds the machine had (cores × wall time)
+
+    @property
+    def others_cores(self) -> float:
+        """Cores, on average, that processes outside this run kept busy meanwhile."""
+        ours = sum(self.cpu.values())
+        seconds = self.result.seconds or 1.0
+        return max(0.0, (self.machine_busy - ours) / seconds)
 
     def cpu_ms_per_request(self) -> dict[str, float]:
         """Milliseconds of CPU per completed request, by process."""
@@ -37,11 +46,25 @@ async def measured(pids: dict[str, int], load: Awaitable[LoadResult]) -> Window:
     """Run ``load`` and read every process's CPU before and after it."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     own = time.process_time()
+    busy, total = machine_cpu()
     result = await load
-    window = Window(result)
+    busy_after, total_after = machine_cpu()
+    window = Window(result, machine_busy=busy_after - busy, machine_seconds=total_after - total)
     window.cpu = {name: max(0.0, cpu_seconds(pid) - before[name]) for name, pid in pids.items()}
     window.cpu[HARNESS] = time.process_time() - own
     return window
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return (total - idle) / TICKS, total / TICKS
 
 
 async def keep_alive(

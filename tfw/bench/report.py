@@ -104,9 +104,43 @@ class Report:
         self.line(f"  ratio firewall / stock mitmdump: {ratio:.2f}×   "
                   f"(lean master / stock: {lean:.2f}×; firewall / lean: "
                   f"{median['firewall'] / median['lean'] if median['lean'] else math.nan:.2f}×)")
+        others = statistics.median(w.others_cores for found in windows.values() for w in found)
+        self.line(f"  other work on the machine during these windows: {others:.2f} cores busy "
+                  "on average")
         self.figures["throughput_rps"] = median
         self.figures["throughput_ratio"] = ratio
+        self.figures["others_cores"] = others
         self.target("1. firewall / stock mitmdump throughput", ratio, "≥ 1.2×", ratio >= 1.2, "×")
+        self._projection(windows)
+
+    def _projection(self, windows: dict[str, list[Window]]) -> None:
+        """Throughput as CPU alone would allow it, from CPU per request: what an idle
+        machine of this many cores gives, with the client elsewhere."""
+        def cpu(name: str, process: str) -> float:
+            return statistics.median(w.cpu_ms_per_request().get(process, math.nan)
+                                     for w in windows[name])
+
+        stock, lean, interceptor = cpu("stock", "stock"), cpu("lean", "lean"), \
+            cpu("firewall", "interceptor")
+        total = statistics.median(
+            sum(ms for name, ms in w.cpu_ms_per_request().items()
+                if not name.startswith(("upstream", "load generator")))
+            for w in windows["firewall"])
+        cores = os.cpu_count() or 1
+        stock_rate = 1000 / stock
+        one = min(1000 / interceptor, cores * 1000 / total)
+        self.line(f"  proxy CPU per request: stock mitmdump {stock:.2f} ms, lean master "
+                  f"{lean:.2f} ms, interceptor {interceptor:.2f} ms; whole firewall "
+                  f"{total:.2f} ms")
+        self.line(f"  CPU-bound projection on {cores} idle cores, client elsewhere: stock "
+                  f"{stock_rate:.0f} req/s, firewall with 1 interceptor {one:.0f} req/s "
+                  f"({one / stock_rate:.2f}×); 1.2× stock needs {1.2 * total / stock:.1f} "
+                  "cores for the whole firewall")
+        self.figures["cpu_projection"] = {
+            "stock_ms": stock, "lean_ms": lean, "interceptor_ms": interceptor,
+            "firewall_total_ms": total, "stock_rps": stock_rate, "firewall_rps": one,
+            "ratio": one / stock_rate, "cores_for_1_2x": 1.2 * total / stock,
+        }
 
     def audit(self, stored: float, published: float, decided: int, load_seconds: float,
               lag: AuditLag) -> None:
@@ -174,11 +208,15 @@ class Report:
         ratio = two.result.rate / one.result.rate if one.result.rate else math.nan
         self.line(f"  1 interceptor:  {one.result.rate:6.0f} req/s")
         self.line(f"  2 interceptors: {two.result.rate:6.0f} req/s  ({ratio:.2f}× one)")
-        busy = sum(v for k, v in two.cpu.items()) / two.result.seconds if two.result.seconds else 0
-        self.line(f"  CPU busy during the 2-interceptor run, all our processes and the "
-                  f"client: {busy:.2f} of {os.cpu_count()} cores")
+        for label, window in (("1 interceptor", one), ("2 interceptors", two)):
+            seconds = window.result.seconds or 1.0
+            ours = sum(window.cpu.values()) / seconds
+            self.line(f"  {label}: our processes and the client kept {ours:.2f} cores busy, "
+                      f"other work {window.others_cores:.2f}, of {os.cpu_count()}")
+        busy = sum(two.cpu.values()) / two.result.seconds if two.result.seconds else 0
         self.figures["scaling"] = {"one": one.result.rate, "two": two.result.rate,
-                                   "ratio": ratio, "cores_busy": busy}
+                                   "ratio": ratio, "cores_busy": busy,
+                                   "others_cores": two.others_cores}
 
     def profile(self, found: Profile | str) -> None:
         self.section("Profile of the interceptor on the warm path (py-spy)")
