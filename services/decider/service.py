@@ -56,7 +56,11 @@ class Decider(BusService):
         self.rules: RuleSet | None = None
         self.js: JetStreamContext | None = None
         self._limit = asyncio.Semaphore(settings.max_in_flight)
+        self._listening = False
         self.health.add_check("rules", lambda: self.rules is not None)
+        # Ready only once events are taken: a local rule file is loaded before the
+        # bucket is read and the subscription made.
+        self.health.add_check("listening", lambda: self._listening)
 
     async def setup(self) -> None:
         assert self.nc is not None
@@ -76,6 +80,7 @@ class Decider(BusService):
         except TimeoutError:
             log.warning("rule bucket not read within 5 s; using the local rule file only")
         await self.nc.subscribe(self.subjects.enriched, queue=QUEUE_DECIDER, cb=self.on_enriched)
+        self._listening = True
 
     async def read_rule_file(self, name: str) -> RuleSet:
         """The local rule file (YAML, or 2021 XML converted as on push). A file that

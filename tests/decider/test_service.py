@@ -4,6 +4,7 @@ without a lost request, bad pushes rejected whole, every decision recorded."""
 from __future__ import annotations
 
 import asyncio
+import io
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -37,6 +38,7 @@ from services.decider.rules import RuleSet, compile_rules
 from services.decider.service import Decider
 from services.decider.settings import DeciderSettings
 from tfw.cli import main as tfw
+from tfw.stack import Stack
 
 FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
 V1 = f"""
@@ -287,3 +289,26 @@ async def test_push_reports_an_unreachable_server_and_changes_nothing(
     argv = ["rules", "push", str(rules), "--nats-url", "nats://127.0.0.1:9", "--prefix", "x"]
     assert await asyncio.to_thread(tfw, argv) == 1
     assert "no answer from nats://127.0.0.1:9" in capsys.readouterr().err
+
+
+async def test_the_decider_process_answers_as_soon_as_it_reports_ready(
+    nats_url: str, shared_cases: Path, tmp_path: Path
+) -> None:
+    prefix = "tdec" + secrets.token_hex(3)
+    stack = Stack(tmp_path, log=io.StringIO(), nats_url=nats_url)
+    env = {
+        "TFW_SUBJECT_PREFIX": prefix,
+        "TFW_RULES_FILE": str(shared_cases / "rules.xml"),
+        "TFW_STREAM_MAX_BYTES": str(8 * 1024**2),
+    }
+    nc = await nats.connect(nats_url)
+    try:
+        await asyncio.to_thread(stack.start_service, "decider", env)
+        reply = await nc.request(Subjects(prefix).enriched, encode(event()), timeout=10)
+        verdict = decode(Verdict, reply.data)
+        assert verdict.decision.value == "block"
+        assert verdict.rules[0].name == "Research may not message Trading"
+    finally:
+        await asyncio.to_thread(stack.stop)
+        await remove(nc, Subjects(prefix))
+        await nc.close()
