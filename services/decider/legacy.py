@@ -134,8 +134,21 @@ def import_xml(text: str, source_name: str = "") -> tuple[str, ImportReport]:
     _general(general, document, report)
     rules = []
     rules_element = settings.find("Rules")
+    names: set[str] = set()
     for index, element in enumerate(rules_element.all("Rule") if rules_element else []):
-        rules.append(_rule(index, element, report))
+        rule = _rule(index, element, report)
+        # Names identify rules in verdicts and records, so they must be unique; the
+        # 2021 file did not require it.
+        name, number = rule["name"], 2
+        while name.casefold() in names:
+            name, number = f"{rule['name']} ({number})", number + 1
+        if name != rule["name"]:
+            report.problems.append(
+                f"line {element.line}: a second rule named {rule['name']!r}, renamed {name!r}"
+            )
+            rule["name"] = name
+        names.add(name.casefold())
+        rules.append(rule)
     document["rules"] = rules
     header = f"# Imported from the 2021 TeamsFirewall configuration {source_name}\n"
     output = header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)

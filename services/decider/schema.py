@@ -233,30 +233,53 @@ class Located:
             path = path[:-1]
 
 
+# A rule set holds hundreds of values; YAML aliases must not expand it past this (an
+# alias "bomb" of nested anchors expands exponentially when walked or validated).
+MAX_VALUES = 100_000
+
+
 def load_located(source: str) -> Located:
-    """Parse YAML safely, recording where each value starts. Raises ``yaml.YAMLError``."""
-    node = yaml.compose(source, Loader=yaml.SafeLoader)
+    """Parse YAML safely, recording where each value starts. Raises ``yaml.YAMLError``,
+    also for nesting too deep to parse, a recursive alias, or aliases that expand past
+    ``MAX_VALUES`` values."""
+    try:
+        node = yaml.compose(source, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
     if node is None:
         return Located({}, {})
     marks: dict[tuple[Any, ...], tuple[int, int]] = {}
-    _walk(node, (), marks)
+    _walk(node, (), marks, [MAX_VALUES], set())
     data = yaml.safe_load(source)
     return Located(data, marks)
 
 
 def _walk(
-    node: yaml.Node, path: tuple[Any, ...], marks: dict[tuple[Any, ...], tuple[int, int]]
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    marks: dict[tuple[Any, ...], tuple[int, int]],
+    budget: list[int],
+    ancestors: set[int],
 ) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise yaml.YAMLError(f"aliases expand the document past {MAX_VALUES} values")
+    if id(node) in ancestors:
+        raise yaml.YAMLError("a recursive alias (a value that contains itself)")
+    if len(path) > 64:
+        raise yaml.YAMLError("nested too deeply")
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _walk(value, (*path, key.value), marks)
-            marks.setdefault(
-                (*path, key.value, "<key>"), (key.start_mark.line + 1, key.start_mark.column + 1)
-            )
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), marks)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        ancestors.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                _walk(value, (*path, key.value), marks, budget, ancestors)
+                start = key.start_mark
+                marks.setdefault((*path, key.value, "<key>"), (start.line + 1, start.column + 1))
+        else:
+            for index, item in enumerate(node.value):
+                _walk(item, (*path, index), marks, budget, ancestors)
+        ancestors.discard(id(node))
 
 
 def write_schema(path: Path) -> None:
