@@ -242,16 +242,28 @@ def load_located(source: str) -> Located:
     """Parse YAML safely, recording where each value starts. Raises ``yaml.YAMLError``,
     also for nesting too deep to parse, a recursive alias, or aliases that expand past
     ``MAX_VALUES`` values."""
+    # Parsed once, with libyaml when present: a 1,000-rule file parses in a fraction
+    # of the pure-Python time, and the nodes that give positions also give the data.
+    loader = _LOADER(source)
     try:
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
-    except RecursionError:
-        raise yaml.YAMLError("nested too deeply") from None
-    if node is None:
-        return Located({}, {})
-    marks: dict[tuple[Any, ...], tuple[int, int]] = {}
-    _walk(node, (), marks, [MAX_VALUES], set())
-    data = yaml.safe_load(source)
-    return Located(data, marks)
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise yaml.YAMLError("nested too deeply") from None
+        if node is None:
+            return Located({}, {})
+        marks: dict[tuple[Any, ...], tuple[int, int]] = {}
+        _walk(node, (), marks, [MAX_VALUES], set())
+        try:
+            data = loader.construct_document(node)
+        except RecursionError:
+            raise yaml.YAMLError("nested too deeply") from None
+        return Located(data, marks)
+    finally:
+        loader.dispose()
+
+
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _walk(

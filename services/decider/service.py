@@ -129,11 +129,14 @@ class Decider(BusService):
         for warning in rules.warnings:
             log.warning("rule set %s: %s", rules.version, warning)
 
-    def on_rules(self, value: bytes) -> None:
+    async def on_rules(self, value: bytes) -> None:
         """A new value of the KV key: compiled whole before it replaces anything. A value
-        that does not compile raises, and the watcher keeps the previous rule set."""
+        that does not compile raises, and the watcher keeps the previous rule set.
+
+        Compiling a large rule set takes a while; it runs in a thread so that requests
+        keep being decided with the current set meanwhile."""
         document = decode(RuleSetDocument, value)
-        rules = compile_rules(document.source)
+        rules = await asyncio.to_thread(compile_rules, document.source)
         if rules.version != document.version:
             log.warning(
                 "pushed version %s does not match its source (%s); using the source's",
