@@ -80,6 +80,8 @@ class Decider(BusService):
         except TimeoutError:
             log.warning("rule bucket not read within 5 s; using the local rule file only")
         await self.nc.subscribe(self.subjects.enriched, queue=QUEUE_DECIDER, cb=self.on_enriched)
+        # The server knows the subscription only once a round trip has passed.
+        await self.nc.flush(timeout=max(1, int(self.settings.nats_connect_timeout_s)))
         self._listening = True
 
     async def read_rule_file(self, name: str) -> RuleSet:
