@@ -312,3 +312,31 @@ async def test_the_decider_process_answers_as_soon_as_it_reports_ready(
         await asyncio.to_thread(stack.stop)
         await remove(nc, Subjects(prefix))
         await nc.close()
+
+
+async def test_a_large_rule_set_is_swapped_in_under_load_without_a_lost_request(
+    running: Running, tmp_path: Path
+) -> None:
+    big = V1 + "".join(
+        f"  - {{name: log {i}, when: {{actors: ['u{i}@firm.example']}}, then: [{{log: x}}]}}\n"
+        for i in range(1000)
+    )
+    v1, v_big = compile_rules(V1).version, compile_rules(big).version
+    assert await running.push(V1, tmp_path) == 0
+    await running.wait_for(v1)
+
+    async def steady(stop: asyncio.Event) -> list[Verdict]:
+        answered = []
+        while not stop.is_set():
+            answered += await asyncio.gather(*(running.ask() for _ in range(20)))
+        return answered
+
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(steady(stop))
+    assert await running.push(big, tmp_path) == 0
+    await running.wait_for(v_big)
+    stop.set()
+    answered = await load
+    assert answered and all(v.decision.value == "block" for v in answered)
+    assert {v.ruleset_version for v in answered} <= {v1, v_big}
+    assert (await running.ask()).ruleset_version == v_big
