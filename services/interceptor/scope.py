@@ -22,6 +22,7 @@ paths are normalised (``/api/chatsvc/{region}`` stripped) before they are matche
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -125,6 +126,11 @@ def _is_address(host: str) -> bool:
     return True
 
 
+# A pure function of two strings asked several times per request (the open-proxy
+# guard, routing on the Host header and on the connection): parsing an IP address that
+# is not one raises, which showed in the warm-path profile. Bounded, so a client
+# naming endless hosts only evicts entries.
+@functools.lru_cache(maxsize=4096)
 def host_kind(host: str, consumer: bool = False) -> HostKind:
     """What a host is to the firewall; ``host`` may carry a port or an .mcas.ms suffix."""
     host = bare_host(host)

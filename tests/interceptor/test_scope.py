@@ -319,3 +319,11 @@ def test_action_classes_come_from_method_and_path_shape(
 def test_a_huge_body_is_never_scanned_for_a_typing_indicator() -> None:
     body = b'{"messagetype":"Control/Typing","content":"' + b"x" * 70_000 + b'"}'
     assert action_class("POST", "/v1/users/ME/conversations/x/messages", body) == "message"
+
+
+def test_a_remembered_host_kind_still_depends_on_the_consumer_switch() -> None:
+    for _ in range(2):  # the second round is answered from the cache
+        assert host_kind("teams.live.com") is HostKind.TEAMS_TUNNELLED
+        assert host_kind("teams.live.com", True) is HostKind.FRONT_DOOR
+        assert host_kind("teams.live.com", consumer=False) is HostKind.TEAMS_TUNNELLED
+        assert host_kind("127.0.0.1") is HostKind.FOREIGN
