@@ -37,7 +37,7 @@ def test_a_config_file_is_read_and_unknown_keys_refused(tmp_path: Path) -> None:
     assert settings.fail_mode == "allow"
     bad = tmp_path / "bad.yaml"
     bad.write_text("decide_timout_s: 3\n")
-    with pytest.raises(SettingsError, match="decide_timout_s.*unknown setting"):
+    with pytest.raises(SettingsError, match=r"decide_timout_s.*unknown setting"):
         InterceptorSettings.load(env={"TFW_CONFIG": str(bad)})
 
 
