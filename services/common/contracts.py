@@ -426,6 +426,9 @@ def encode(message: BaseModel) -> bytes:
     return orjson.dumps(message.model_dump(mode="json", by_alias=True))
 
 
+_MAX_WHERE = 80
+
+
 def decode[T: Contract](model: type[T], data: bytes) -> T:
     """Parse JSON bytes into ``model``; any problem is a :class:`ContractError`."""
     try:
@@ -436,14 +439,17 @@ def decode[T: Contract](model: type[T], data: bytes) -> T:
         raise ContractError("bad_shape", f"expected an object, got {type(raw).__name__}")
     version = raw.get("schema", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
-        raise ContractError(
-            "bad_schema", f"{model.__name__} schema {version!r} is not {SCHEMA_VERSION}"
-        )
+        # The sender's value is shown only when it is a version number: anything else
+        # could be the payload itself (a token) and would reach logs and the reply.
+        shown = version if type(version) is int else f"a {type(version).__name__}"
+        detail = f"{model.__name__} schema {shown} is not {SCHEMA_VERSION}"
+        raise ContractError("bad_schema", detail)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(root)"
+        # Field paths can hold the sender's own keys (headers): keep them short.
+        where = (".".join(str(part) for part in first["loc"]) or "(root)")[:_MAX_WHERE]
         raise ContractError("bad_field", f"{model.__name__}.{where}: {first['msg']}") from None
 
 

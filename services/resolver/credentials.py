@@ -186,11 +186,13 @@ def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[T
             Credential(status=CredentialStatus.UNREADABLE, kinds=kinds, reason=reason),
             tokens,
         )
+    # Claims are whatever the client put in the token: only text counts (a list or an
+    # object where an id belongs is ignored, as actor_from_tokens ignores it).
     oids = {
-        t.claims.get("oid") or str(t.claims.get("skypeid", "")).removeprefix("orgid:")
+        _text(t.claims, "oid") or (_text(t.claims, "skypeid") or "").lower().removeprefix("orgid:")
         for t in tokens
     }
-    if len({str(o).lower() for o in oids if o}) > 1:
+    if len({o.lower() for o in oids if o}) > 1:
         return (
             actor,
             Credential(
