@@ -27,6 +27,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import unquote
 
 
 class HostKind(StrEnum):
@@ -188,10 +189,46 @@ class Route:
 PASS = Route(HostKind.FOREIGN)
 
 
+def canonical_path(path: str) -> str:
+    """The path (query kept) as a server resolves it: percent-decoded (twice, for a
+    client that double-encoded it), duplicate slashes collapsed, ``.`` and ``..``
+    segments removed."""
+    path, mark, query = path.partition("?")
+    decoded = unquote(unquote(path)) if "%" in path else path
+    decoded = re.sub(r"/{2,}", "/", decoded)
+    kept: list[str] = []
+    segments = decoded.split("/")
+    for segment in segments:
+        if segment == "..":
+            if len(kept) > 1:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")
+    return "/".join(kept) + mark + query
+
+
 def route(
     method: str, host: str, path: str, consumer: bool = False, decide_reads: bool = False
 ) -> Route:
-    """Decide what to do with a request from its method, host and path alone."""
+    """Decide what to do with a request from its method, host and path alone.
+
+    The path is routed as written and as a server would resolve it; the stricter
+    answer wins, so ``/api/x/../chatsvc/…``, ``/api//chatsvc/…`` or an encoded
+    ``%63hatsvc`` cannot slip a chat-service request past its decision.
+    """
+    found = _route(method, host, path, consumer, decide_reads)
+    if found.decide:
+        return found
+    canonical = canonical_path(path)
+    if canonical == path:
+        return found
+    resolved = _route(method, host, canonical, consumer, decide_reads)
+    return resolved if resolved.decide else found
+
+
+def _route(method: str, host: str, path: str, consumer: bool, decide_reads: bool) -> Route:
     kind = host_kind(host, consumer)
     if kind in (HostKind.FOREIGN, HostKind.TEAMS_TUNNELLED):
         return Route(kind)

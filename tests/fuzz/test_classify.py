@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.contracts import Action, InterceptedRequest
-from services.interceptor.scope import action_class, route
+from services.interceptor.scope import action_class, canonical_path, route
 from services.interceptor.settings import ACTION_CLASSES
 from services.resolver.classify import classify
 from services.resolver.enrich import understand
@@ -41,3 +41,13 @@ def test_the_interceptor_routes_every_request_without_raising(method, host, path
     decided = route(method, host, path, consumer=True, decide_reads=reads)
     assert isinstance(decided.decide, bool)
     assert action_class(method, path, body) in ACTION_CLASSES
+
+
+@FUZZ
+@given(st.sampled_from(METHODS), st.sampled_from(HOSTS), paths)
+def test_a_path_is_decided_whenever_the_path_a_server_resolves_it_to_would_be(
+    method, host, path
+):
+    resolved = route(method, host, canonical_path(path), consumer=True)
+    if resolved.decide:
+        assert route(method, host, path, consumer=True).decide
