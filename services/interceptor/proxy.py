@@ -32,6 +32,7 @@ from services.common.contracts import instance_name
 from services.common.ops import HealthServer, configure_logging, spawn
 from services.common.settings import SettingsError
 from services.interceptor.addon import Interceptor
+from services.interceptor.hooks import use_hook_index
 from services.interceptor.settings import InterceptorSettings
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def build_master(settings: InterceptorSettings, addon: Interceptor) -> Master:
         listen_port=settings.listen_port,
         confdir=settings.confdir,
     )
-    master = Master(opts, with_termlog=False)
+    master = use_hook_index(Master(opts, with_termlog=False))
     tls = tlsconfig.TlsConfig()
     master.addons.add(
         core.Core(),
