@@ -33,7 +33,7 @@ from urllib.parse import unquote
 class HostKind(StrEnum):
     CHAT_SERVICE = "chat_service"  # legacy *.msg.teams.microsoft.com, msgapi.teams.live.com
     FRONT_DOOR = "front_door"  # teams.microsoft.com, teams.cloud.microsoft, teams.live.com
-    TOKEN_EXCHANGE = "token_exchange"  # noqa: S105 (a host kind, not a secret): authsvc.teams.microsoft.com
+    TOKEN_EXCHANGE = "token_exchange"  # noqa: S105 (a host kind, not a secret): authsvc.teams.microsoft.com # nosec B105
     TEAMS_TUNNELLED = "teams_tunnelled"  # Teams hosts that carry no chat-service traffic
     TEAMS_UNKNOWN = "teams_unknown"
     FOREIGN = "foreign"
