@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SERVICES = ("interceptor", "resolver", "decider", "audit")
 CLIENTS = 4
-PROBE_S = 3.0
-SOAK_S = 20.0
+PROBE_S = 2.0
+SOAK_S = 16.0
 SAMPLE_EVERY_S = 2.0
 # Flat: after warm-up, a service may settle a little but not keep growing.
 MAX_RSS_GROWTH_MIB = 32.0
