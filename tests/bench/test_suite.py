@@ -55,6 +55,8 @@ def test_every_send_of_the_allowed_mix_went_the_whole_way(
     firewall = next(line for line in stdout.splitlines() if line.strip().startswith("firewall:"))
     assert re.search(r"statuses 201×\d+;", firewall), firewall
     assert "errors 0" in firewall
+    verdicts = next(line for line in stdout.splitlines() if "firewall verdicts:" in line)
+    assert re.search(r"\d+ allowed, 0 blocked", verdicts), verdicts
     audit = figures["audit"]
     assert audit["decided"] > 0
     assert audit["published"] >= audit["decided"]

@@ -13,6 +13,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from tfw.bench.workload import expected_verdicts
+
 if TYPE_CHECKING:
     from tfw.bench.measure import AuditLag, Window
     from tfw.bench.profile import Profile
@@ -99,6 +101,11 @@ class Report:
             each = ", ".join(f"{r:.0f}" for r in rates[name])
             self.line(f"  {label:<68} {median[name]:7.0f} req/s  (rounds: {each}; "
                       f"statuses {statuses}; errors {errors})")
+        blocked = sum(w.result.statuses.get(403, 0) for w in windows["firewall"])
+        done = sum(w.result.requests for w in windows["firewall"])
+        self.line(f"  firewall verdicts: {done - blocked} allowed, {blocked} blocked "
+                  f"({blocked / done if done else 0:.0%}; the {mix} mix blocks "
+                  f"{expected_block_share(mix):.0%} of its sends)")
         ratio = median["firewall"] / median["stock"] if median["stock"] else math.nan
         lean = median["lean"] / median["stock"] if median["stock"] else math.nan
         self.line(f"  ratio firewall / stock mitmdump: {ratio:.2f}×   "
@@ -223,7 +230,8 @@ class Report:
         if isinstance(found, str):
             self.line(f"  no profile: {found}")
             return
-        self.line(f"  {found.samples} samples; raw stacks in {found.path}")
+        self.line(f"  {found.samples} samples (py-spy --gil: interpreter time only, kernel time "
+                  f"excluded); raw stacks in {found.path} (kept with --data-dir)")
         self.line("  by package (own time):")
         for name, count in found.groups.most_common():
             self.line(f"    {found.share(count):6.1%}  {name}")
@@ -256,3 +264,9 @@ def _statuses(windows: list[Window]) -> str:
         for status, count in window.result.statuses.items():
             counts[status] = counts.get(status, 0) + count
     return " ".join(f"{status}×{count}" for status, count in sorted(counts.items())) or "none"
+
+
+def expected_block_share(mix: str) -> float:
+    """The share of a mix's sends the demo rules block."""
+    counts = expected_verdicts(mix)
+    return counts.get("block", 0) / max(1, sum(counts.values()))
