@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, A
     out = tmp_path_factory.mktemp("bench") / "figures.json"
     completed = subprocess.run(
         [sys.executable, "-m", "tfw", "bench", "--tiny", "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+        capture_output=True, text=True, timeout=240, cwd=ROOT, check=False,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed.stdout, orjson.loads(out.read_bytes())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from services.common.ops import spawn
 from tfw.bench import components
 from tfw.bench.firewall import Rig, metric_sum
 from tfw.bench.loadgen import run_load
@@ -164,7 +165,7 @@ async def _throughput(run: Run) -> None:
     lag = AuditLag()
     stream, consumer = rig.subjects.decision_stream, "audit"
     stored_before = metric_sum(rig.metrics("audit"), "tfw_audit_records_total", outcome="stored")
-    stored_seconds = 0.0
+    load_seconds = 0.0
     stream_before = (await nc.jetstream().stream_info(stream)).state.messages
     decided = 0
     try:
@@ -172,8 +173,8 @@ async def _throughput(run: Run) -> None:
             for name in ("stock", "lean", "firewall"):
                 if name == "firewall":
                     stop = asyncio.Event()
-                    sampler = asyncio.ensure_future(
-                        sample_lag(nc, stream, consumer, lag, stop)
+                    sampler = spawn(
+                        sample_lag(nc, stream, consumer, lag, stop), "bench-audit-lag"
                     )
                     window = await measured(
                         rig.pids(),
@@ -182,7 +183,7 @@ async def _throughput(run: Run) -> None:
                     )
                     stop.set()
                     await sampler
-                    stored_seconds += window.result.seconds
+                    load_seconds += window.result.seconds
                     decided += window.result.requests
                 else:
                     window = await measured(
@@ -201,7 +202,7 @@ async def _throughput(run: Run) -> None:
         stored=stored - stored_before,
         published=stream_after - stream_before,
         decided=decided,
-        load_seconds=stored_seconds,
+        load_seconds=load_seconds,
         lag=lag,
     )
     run.report.cpu_table(run.keep_alive["firewall"], "firewall, 1 interceptor")
