@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote
 
+from services.common.paths import remove_dot_segments
+
 
 class HostKind(StrEnum):
     CHAT_SERVICE = "chat_service"  # legacy *.msg.teams.microsoft.com, msgapi.teams.live.com
@@ -196,17 +198,7 @@ def canonical_path(path: str) -> str:
     path, mark, query = path.partition("?")
     decoded = unquote(unquote(path)) if "%" in path else path
     decoded = re.sub(r"/{2,}", "/", decoded)
-    kept: list[str] = []
-    segments = decoded.split("/")
-    for segment in segments:
-        if segment == "..":
-            if len(kept) > 1:
-                kept.pop()
-        elif segment != ".":
-            kept.append(segment)
-    if segments[-1] in (".", ".."):
-        kept.append("")
-    return "/".join(kept) + mark + query
+    return remove_dot_segments(decoded) + mark + query
 
 
 def route(

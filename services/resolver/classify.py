@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from services.common.contracts import Action
+from services.common.paths import remove_dot_segments
 from services.resolver.body import BodyParse, parse_body
 
 _CHATSVC_PREFIX = re.compile(r"^/api/chatsvc/[^/]+(?=/)", re.IGNORECASE)
@@ -93,25 +94,8 @@ def split_path(raw_path: str) -> tuple[str, dict[str, list[str]]]:
     if "%" in decoded:
         decoded = unquote(decoded)
     decoded = re.sub(r"/{2,}", "/", decoded)
-    return _remove_dot_segments(decoded), parse_qs(query, keep_blank_values=True)
-
-
-def _remove_dot_segments(path: str) -> str:
-    """Resolve ``.`` and ``..`` segments as an HTTP server does (RFC 3986, 5.2.4), so
-    ``…/messages/1/../17`` is classified as the edit of message 17 that it is."""
-    if "." not in path:
-        return path
-    kept: list[str] = []
-    segments = path.split("/")
-    for segment in segments:
-        if segment == "..":
-            if len(kept) > 1:
-                kept.pop()
-        elif segment != ".":
-            kept.append(segment)
-    if segments[-1] in (".", ".."):
-        kept.append("")
-    return "/".join(kept)
+    # As Teams resolves it: ``…/messages/1/../17`` is the edit of message 17.
+    return remove_dot_segments(decoded), parse_qs(query, keep_blank_values=True)
 
 
 def normalise(path: str) -> str:
