@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import pytest
 
+from services.interceptor.ask import ENVELOPE_BYTES
 from tests.reliability.harness import (
     CLIENT_TIMEOUT_S,
     Firewall,
@@ -28,7 +29,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MAX_PAYLOAD = 512 * 1024
 # As large as the interceptor allows (it lowers the cap to fit max_payload itself).
 BODY_CAP = 4 * 1024 * 1024
-ENVELOPE_BYTES = 32 * 1024  # services.interceptor.ask.ENVELOPE_BYTES
 
 
 @pytest.fixture(scope="module")

@@ -71,17 +71,17 @@ def secured(infra: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield Secured(stack, secure, database, proxy_port)
 
 
-async def _connect(secure: SecureNats, user: str, password: str | None = None, tls: bool = True):
+async def _connect(secure: SecureNats, user: str, password: str | None = None):
+    """A TLS client connection as ``user``, and the errors the server sends it."""
     options: dict = {
-        "servers": [secure.url if tls else secure.url.replace("tls://", "nats://")],
+        "servers": [secure.url],
         "user": user,
         "password": password if password is not None else secure.passwords[user],
         "connect_timeout": 3,
         "allow_reconnect": False,
         "max_reconnect_attempts": 0,
+        "tls": ssl.create_default_context(cafile=str(secure.ca_file)),
     }
-    if tls:
-        options["tls"] = ssl.create_default_context(cafile=str(secure.ca_file))
     errors: list[Exception] = []
 
     async def on_error(exc: Exception) -> None:
