@@ -198,3 +198,19 @@ def test_accounts_follow_a_subject_prefix() -> None:
     assert "ACME_DECISIONS" in rewritten
     assert "$KV.acme_rules.>" in rewritten
     assert rewritten.startswith("# tfw.v1.intercepted")
+
+
+def test_the_secure_profile_without_a_rule_file_is_refused_before_starting_anything(
+    tmp_path,
+) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, "-m", "tfw", "up", "--secure", "--data-dir", str(data)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "--secure needs --rules FILE" in done.stderr
+    assert not data.exists()

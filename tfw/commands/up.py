@@ -101,6 +101,12 @@ def simulator_env(port: int) -> dict[str, str]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if getattr(args, "secure", False) and not args.rules:
+        # `tfw rules push` speaks plain NATS without credentials, so a secured server
+        # gets its rules from the file the decider reads at start.
+        print("tfw up: --secure needs --rules FILE (tfw rules push cannot reach a "
+              "secured NATS)", file=sys.stderr)
+        return 2
     stack = Stack(Path(args.data_dir))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
