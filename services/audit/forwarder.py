@@ -22,11 +22,11 @@ import ssl
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 
 from services.audit import rfc5424
 from services.audit.settings import AuditSettings
+from services.audit.stream import durable_pull
 from services.common.contracts import ContractError, DecisionRecord, Subjects, decode
 
 log = logging.getLogger(__name__)
@@ -48,17 +48,8 @@ class SyslogForwarder:
 
     async def subscribe(self) -> None:
         """Create or bind the forwarder's durable pull consumer."""
-        self.subscription = await self.js.pull_subscribe(
-            self.subjects.decisions_all,
-            durable=self.settings.syslog_consumer,
-            stream=self.subjects.decision_stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.settings.ack_wait_s,
-                deliver_policy=DeliverPolicy.ALL,
-                max_deliver=self.settings.max_deliver,
-                max_ack_pending=self.settings.batch_size * 4,
-            ),
+        self.subscription = await durable_pull(
+            self.js, self.subjects, self.settings, self.settings.syslog_consumer
         )
 
     async def unsubscribe(self) -> None:

@@ -21,8 +21,6 @@ import nats.errors
 import nats.js.errors
 import uvicorn
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Gauge
 from pymongo import AsyncMongoClient
 
@@ -31,8 +29,9 @@ from services.audit.archive import Archive
 from services.audit.forwarder import SyslogForwarder
 from services.audit.keys import ApiKeys
 from services.audit.settings import AuditSettings
-from services.common.bus import BusService, decision_stream_config
-from services.common.contracts import ContractError, DecisionRecord, Subjects, decode
+from services.audit.stream import durable_pull, ensure_decision_stream
+from services.common.bus import BusService
+from services.common.contracts import ContractError, DecisionRecord, decode
 from services.common.ops import spawn
 
 log = logging.getLogger(__name__)
@@ -40,42 +39,6 @@ log = logging.getLogger(__name__)
 ARCHIVED = Counter("tfw_audit_records_total", "Decision records archived", ["outcome"])
 ARCHIVE_DOWN = Gauge("tfw_audit_archive_unavailable", "1 while MongoDB refuses records")
 PURGED = Counter("tfw_audit_purged_total", "Records removed by the retention purge")
-
-
-async def ensure_decision_stream(
-    js: JetStreamContext, subjects: Subjects, settings: AuditSettings
-) -> None:
-    """Create the decision stream, or check that the existing one takes our subjects
-    and carries our limits (updating the limits when they changed)."""
-    config = decision_stream_config(
-        subjects, settings.stream_max_age_s, settings.stream_max_bytes, settings.stream_replicas
-    )
-    try:
-        info = await js.stream_info(config.name or "")
-    except nats.js.errors.NotFoundError:
-        await js.add_stream(config)
-        log.info("created stream %s", config.name)
-        return
-    if subjects.decisions_all not in (info.config.subjects or []):
-        raise RuntimeError(
-            f"stream {config.name} exists without subject {subjects.decisions_all}; "
-            "refusing to consume from it"
-        )
-    if info.config.max_age != config.max_age or info.config.max_bytes != config.max_bytes:
-        try:
-            await js.update_stream(config)
-        except (nats.errors.Error, TimeoutError) as exc:
-            # A deployment may leave stream management to its bootstrap job (no update
-            # permission): the stream works as it is, so say so and go on.
-            log.warning(
-                "stream %s keeps its own limits (max_age %s s, max_bytes %s): %s",
-                config.name,
-                info.config.max_age,
-                info.config.max_bytes,
-                exc,
-            )
-            return
-        log.info("updated the limits of stream %s", config.name)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -123,17 +86,8 @@ class Audit(BusService):
         js = self.nc.jetstream()
         await ensure_decision_stream(js, self.subjects, self.settings)
         if self.settings.archives:
-            self.subscription = await js.pull_subscribe(
-                self.subjects.decisions_all,
-                durable=self.settings.consumer,
-                stream=self.subjects.decision_stream,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=self.settings.ack_wait_s,
-                    deliver_policy=DeliverPolicy.ALL,
-                    max_deliver=self.settings.max_deliver,
-                    max_ack_pending=self.settings.batch_size * 4,
-                ),
+            self.subscription = await durable_pull(
+                js, self.subjects, self.settings, self.settings.consumer
             )
             self._tasks.append(spawn(self.consume(), "audit-consume"))
             if self.settings.retention_days > 0:

@@ -19,8 +19,8 @@ from cryptography.x509.oid import NameOID
 from nats.aio.client import Client as NATS
 
 from services.audit.forwarder import SyslogForwarder
-from services.audit.service import ensure_decision_stream
 from services.audit.settings import AuditSettings
+from services.audit.stream import ensure_decision_stream
 from services.common.contracts import DecisionRecord, Subjects, encode
 from services.common.ops import spawn
 from tests.audit.support import records

@@ -20,8 +20,8 @@ from pymongo import AsyncMongoClient
 
 from services.audit.archive import Archive
 from services.audit.keys import ApiKeys
-from services.audit.service import ensure_decision_stream
 from services.audit.settings import AuditSettings
+from services.audit.stream import ensure_decision_stream
 from services.common.bus import decision_stream_config
 from services.common.contracts import DecisionRecord, Subjects, encode
 from tests.audit.support import records

@@ -22,8 +22,8 @@ from services.audit.api import CSV_COLUMNS, csv_row
 from services.audit.archive import Archive, RecordFilter
 from services.audit.keys import SCOPES, ApiKeys
 from services.audit.schema import schema_json, schema_markdown
-from services.audit.service import ensure_decision_stream
 from services.audit.settings import AuditSettings
+from services.audit.stream import ensure_decision_stream
 from services.common.bus import connect
 from services.common.contracts import Subjects
 from services.common.settings import SettingsError
