@@ -115,6 +115,8 @@ def parse_xml(text: str) -> Element:
     parser.StartDoctypeDeclHandler = doctype
     try:
         parser.Parse(text, True)
+    except UnicodeEncodeError:
+        raise LegacyError("not XML: the text holds characters that are not valid Unicode") from None
     except expat.ExpatError as exc:
         raise LegacyError(
             f"not XML: {expat.errors.messages[exc.code]} at line {exc.lineno}, "

@@ -4,13 +4,28 @@ encoding tricks, junk headers, tokens and bodies."""
 from __future__ import annotations
 
 import base64
+import os
 import time
 
 import orjson
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from services.common.contracts import InterceptedRequest
 from tests.support.tokens import skypetoken
+
+# Examples per property: enough for CI in seconds; TFW_FUZZ_EXAMPLES=5000 for a deep run.
+EXAMPLES = int(os.environ.get("TFW_FUZZ_EXAMPLES", "250"))
+
+
+def fuzz(scale: float = 1.0) -> settings:
+    """Hypothesis settings for one property (``scale`` times the examples)."""
+    return settings(
+        max_examples=max(10, int(EXAMPLES * scale)),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
 
 HOSTS = (
     "emea.ng.msg.teams.microsoft.com",

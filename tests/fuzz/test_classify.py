@@ -4,7 +4,7 @@ action."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.contracts import Action, InterceptedRequest
@@ -12,9 +12,9 @@ from services.interceptor.scope import action_class, canonical_path, route
 from services.interceptor.settings import ACTION_CLASSES
 from services.resolver.classify import classify
 from services.resolver.enrich import understand
-from tests.fuzz.strategies import HOSTS, METHODS, message_bodies, paths, requests
+from tests.fuzz.strategies import HOSTS, METHODS, fuzz, message_bodies, paths, requests
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz(1.5)
 
 
 @FUZZ

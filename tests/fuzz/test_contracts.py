@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.contracts import (
@@ -20,9 +20,9 @@ from services.common.contracts import (
     decode,
     encode,
 )
-from tests.fuzz.strategies import json_values, requests
+from tests.fuzz.strategies import fuzz, json_values, requests
 
-FUZZ = settings(max_examples=200, deadline=None)
+FUZZ = fuzz(0.8)
 CONTRACTS = (InterceptedRequest, EnrichedEvent, Verdict, Observation, DecisionRecord,
              RuleSetDocument)
 FIELDS = ("id", "time", "interceptor", "method", "host", "path", "headers", "body", "schema",

@@ -4,14 +4,14 @@ into what the resolver forwards."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.contracts import CredentialStatus
 from services.resolver.credentials import TokenProblem, decode_claims, read_credentials
-from tests.fuzz.strategies import headers, tokens
+from tests.fuzz.strategies import fuzz, headers, tokens
 
-FUZZ = settings(max_examples=500, deadline=None)
+FUZZ = fuzz(2)
 
 
 @FUZZ

@@ -7,17 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from services.common.contracts import Decision, InterceptedRequest
 from services.decider.decide import decide
 from services.decider.legacy import import_xml
 from services.decider.rules import RuleSet, compile_rules
 from services.resolver.enrich import understand
-from tests.fuzz.strategies import requests
+from tests.fuzz.strategies import fuzz, requests
 
 DEMO = Path(__file__).resolve().parents[2] / "tfw" / "demo_data"
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz(1)
 
 
 def _rule_sets() -> dict[str, RuleSet]:

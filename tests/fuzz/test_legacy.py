@@ -4,13 +4,14 @@ expand."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.decider.legacy import LegacyError, import_xml
 from services.decider.rules import RuleError, compile_rules
+from tests.fuzz.strategies import fuzz
 
-FUZZ = settings(max_examples=300, deadline=None)
+FUZZ = fuzz(1)
 TYPES = ("EVENT", "CONVERSATIONTYPE", "LOCATION", "FEDERATED", "ACTORS", "PARTICIPANTS",
          "BOGUS", "")
 VALUES = ("MSGSND,MSGEDIT", "DIRECTCHAT", "EXTERNAL", "TRUE", "false", "*@firm.example",
@@ -79,3 +80,13 @@ def test_an_entity_bomb_is_refused_before_expansion() -> None:
         assert "document type" in str(exc)
     else:
         raise AssertionError("a document type declaration was accepted")
+
+
+def test_text_that_is_not_valid_unicode_is_refused() -> None:
+    # Found by the property above: a lone surrogate raised UnicodeEncodeError in expat.
+    try:
+        import_xml("<Settings><Rules><Rule><RuleName>\ud800</RuleName></Rule></Rules></Settings>")
+    except LegacyError as exc:
+        assert "not valid Unicode" in str(exc)
+    else:
+        raise AssertionError("a lone surrogate was accepted")

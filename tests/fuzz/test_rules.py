@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.decider.rules import RuleError, compile_rules
-from tests.fuzz.strategies import json_values
+from tests.fuzz.strategies import fuzz, json_values
 
-FUZZ = settings(max_examples=300, deadline=None)
+FUZZ = fuzz(1)
 ACTIONS = ("message.send", "message.edit", "typing", "MSGSND", "nonsense", "", "*")
 KEYS = ("actions", "actors", "participants", "conversation_types", "location", "federated",
         "text", "files", "time", "groups", "mode", "unresolved", "between", "name", "when",
