@@ -7,6 +7,8 @@ import argparse
 import asyncio
 import ssl
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -203,9 +205,6 @@ def test_accounts_follow_a_subject_prefix() -> None:
 def test_the_secure_profile_without_a_rule_file_is_refused_before_starting_anything(
     tmp_path,
 ) -> None:
-    import subprocess
-    import sys
-
     data = tmp_path / "data"
     done = subprocess.run(
         [sys.executable, "-m", "tfw", "up", "--secure", "--data-dir", str(data)],
