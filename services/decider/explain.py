@@ -54,7 +54,7 @@ def event_from_spec(spec: dict[str, Any], rules: RuleSet) -> EnrichedEvent:
     """Build an event from the short form used by rule tests and ``tfw rules explain``.
 
     The actor's tenant defaults to the first internal tenant, a participant's to the
-    actor's; ``location``, ``federated`` and each participant's ``external`` are
+    actor's; ``targets`` names the people a ``member.add`` or ``chat.create`` brings in; ``location``, ``federated`` and each participant's ``external`` are
     computed from tenants unless given. A full ``EnrichedEvent`` (with ``id`` and
     ``credential``) is taken as it is.
     """
@@ -72,6 +72,11 @@ def event_from_spec(spec: dict[str, Any], rules: RuleSet) -> EnrichedEvent:
     for person in people:
         person.setdefault("external", (person.get("tenant_id") or "").lower() not in internal)
         participants.append(Participant.model_validate(person))
+    targets = []
+    for raw in spec.get("targets") or []:
+        person = _person(raw, None)
+        person.setdefault("external", (person.get("tenant_id") or "").lower() not in internal)
+        targets.append(Participant.model_validate(person))
     location = spec.get("location")
     if location is None and tenant:
         location = "internal" if tenant.lower() in internal else "external"
@@ -105,6 +110,8 @@ def event_from_spec(spec: dict[str, Any], rules: RuleSet) -> EnrichedEvent:
             location=Location(location or "unknown"),
             federated=federated,
             participants=participants,
+            targets=[target.mri for target in targets],
+            target_participants=targets,
             body=BodyFeatures(
                 message_type=spec.get("message_type"),
                 text=spec.get("text"),

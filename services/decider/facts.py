@@ -11,6 +11,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from services.common.contracts import (
+    Action,
     ContextSource,
     CredentialStatus,
     EnrichedEvent,
@@ -129,8 +130,14 @@ class Facts:
 
     @property
     def participants(self) -> tuple[Principal, ...]:
+        """Who is in the conversation once the action is done: for ``member.add`` and
+        ``chat.create`` the people being brought in count, so a wall sees them."""
         if self._participants is None:
-            self._participants = tuple(_participant(p) for p in self.event.participants)
+            people = list(self.event.participants)
+            if self.event.action in _BRINGS_PEOPLE_IN and self.event.target_participants:
+                present = {p.mri.lower() for p in people}
+                people += [p for p in self.event.target_participants if p.mri.lower() not in present]
+            self._participants = tuple(_participant(p) for p in people)
         return self._participants
 
     @property
@@ -171,6 +178,9 @@ def _local_minute(zone: ZoneInfo, minute: int) -> tuple[int, time]:
     # Windows are written to the minute, so the minute decides them exactly.
     local = datetime.fromtimestamp(minute * 60, zone)
     return local.weekday(), local.time()
+
+
+_BRINGS_PEOPLE_IN = frozenset({Action.MEMBER_ADD, Action.CHAT_CREATE})
 
 
 def _participant(p: Participant) -> Principal:

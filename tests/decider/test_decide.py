@@ -275,3 +275,19 @@ def test_the_fast_built_verdict_and_record_equal_validated_copies() -> None:
     assert DecisionRecord.model_validate(record.model_dump()) == record
     assert decode(DecisionRecord, encode(record)) == record
     assert decode(Verdict, encode(verdict)).body == verdict.body
+
+
+def test_people_being_added_count_as_participants_so_a_wall_sees_them() -> None:
+    rules = rules_of("""
+        rules:
+          - name: nobody from client-co
+            when: {actions: [member.add, chat.create], participants: {any: ['*@client-co.example']}}
+            then: [block]
+    """)
+    frank = {"email": "frank@client-co.example", "tenant_id": "4c7e2a99-5b1d-4a3c-9e8f-7d0a1b2c3d44"}
+    added, _ = run(rules, actor=ALICE, action="member.add", participants=[BOB], targets=[frank])
+    created, _ = run(rules, actor=ALICE, action="chat.create", targets=[frank])
+    removed, _ = run(rules, actor=ALICE, action="member.remove", participants=[BOB], targets=[frank])
+    assert added.decision is Decision.BLOCK
+    assert created.decision is Decision.BLOCK
+    assert removed.decision is Decision.ALLOW
