@@ -54,7 +54,8 @@ def event_from_spec(spec: dict[str, Any], rules: RuleSet) -> EnrichedEvent:
     """Build an event from the short form used by rule tests and ``tfw rules explain``.
 
     The actor's tenant defaults to the first internal tenant, a participant's to the
-    actor's; ``targets`` names the people a ``member.add`` or ``chat.create`` brings in; ``location``, ``federated`` and each participant's ``external`` are
+    actor's; ``targets`` names the people a ``member.add`` or ``chat.create`` brings in;
+    ``location``, ``federated`` and each participant's ``external`` are
     computed from tenants unless given. A full ``EnrichedEvent`` (with ``id`` and
     ``credential``) is taken as it is.
     """

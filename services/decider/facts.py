@@ -136,7 +136,8 @@ class Facts:
             people = list(self.event.participants)
             if self.event.action in _BRINGS_PEOPLE_IN and self.event.target_participants:
                 present = {p.mri.lower() for p in people}
-                people += [p for p in self.event.target_participants if p.mri.lower() not in present]
+                joining = self.event.target_participants
+                people += [p for p in joining if p.mri.lower() not in present]
             self._participants = tuple(_participant(p) for p in people)
         return self._participants
 

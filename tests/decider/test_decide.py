@@ -18,6 +18,7 @@ FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
 PARTNER = "9a3f1e55-7c2d-4e8b-a1f0-3b6c9d2e4f33"
 ALICE = {"email": "alice@firm.example"}
 BOB = "bob@firm.example"
+CLIENT = "4c7e2a99-5b1d-4a3c-9e8f-7d0a1b2c3d44"
 
 
 def rules_of(text: str) -> RuleSet:
@@ -284,10 +285,12 @@ def test_people_being_added_count_as_participants_so_a_wall_sees_them() -> None:
             when: {actions: [member.add, chat.create], participants: {any: ['*@client-co.example']}}
             then: [block]
     """)
-    frank = {"email": "frank@client-co.example", "tenant_id": "4c7e2a99-5b1d-4a3c-9e8f-7d0a1b2c3d44"}
+    frank = {"email": "frank@client-co.example", "tenant_id": CLIENT}
     added, _ = run(rules, actor=ALICE, action="member.add", participants=[BOB], targets=[frank])
     created, _ = run(rules, actor=ALICE, action="chat.create", targets=[frank])
-    removed, _ = run(rules, actor=ALICE, action="member.remove", participants=[BOB], targets=[frank])
+    removed, _ = run(
+        rules, actor=ALICE, action="member.remove", participants=[BOB], targets=[frank]
+    )
     assert added.decision is Decision.BLOCK
     assert created.decision is Decision.BLOCK
     assert removed.decision is Decision.ALLOW
