@@ -23,6 +23,9 @@ from services.common.contracts import Actor, Credential, CredentialStatus
 
 MAX_TOKEN_LENGTH = 16 * 1024
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+# An authorization scheme worth naming in a reason (Basic, Negotiate, NTLM …): letters
+# only, short, so that no part of a credential is ever repeated.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z_-]{0,15}$")
 
 
 class TokenProblem(ValueError):
@@ -110,8 +113,12 @@ def extract_tokens(headers: dict[str, str]) -> tuple[list[Token], list[str]]:
             _add(tokens, problems, "bearer", value.strip(), "Authorization")
         elif scheme.lower() == "skype_token":
             _add(tokens, problems, "skypetoken", value.strip(), "Authorization")
+        elif _SCHEME.match(scheme):
+            problems.append(f"Authorization scheme {scheme!r} is not Bearer")
         else:
-            problems.append(f"Authorization scheme {scheme[:20]!r} is not Bearer")
+            # A value without a scheme is most likely a bare token: never echo it into
+            # the reason, which reaches the decision record and the logs.
+            problems.append("Authorization header has no scheme (a bare credential?)")
     return tokens, problems
 
 

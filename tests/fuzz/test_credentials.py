@@ -50,3 +50,16 @@ def test_claims_of_the_wrong_type_make_the_credential_unreadable_not_an_error() 
     actor, credential, _ = read_credentials(head)
     assert actor.oid == "a11ce000-0000-4000-8000-000000000001"
     assert credential.status is CredentialStatus.OK
+
+
+def test_a_bare_credential_in_authorization_is_not_echoed_into_the_reason() -> None:
+    # Found by the classification property: "Authorization: <token>" without a scheme
+    # put the start of the token into the credential's reason (and so the record).
+    from tests.fuzz.strategies import _jwt
+
+    for bare in ("e30.e30.c2ln", "opaque0123456789abcdef", _jwt({"oid": "x", "tid": "y"})):
+        _, credential, _ = read_credentials({"authorization": bare})
+        assert credential.reason and bare[:8] not in credential.reason
+    _, credential, _ = read_credentials({"authorization": "Basic dXNlcjpwYXNz"})
+    assert credential.reason and "'Basic' is not Bearer" in credential.reason
+    assert "dXNlcjpwYXNz" not in credential.reason
