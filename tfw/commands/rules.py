@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import os
 import socket
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--nats-url", default=os.environ.get("TFW_NATS_URL", "nats://127.0.0.1:4222"))
     p.add_argument("--prefix", default=os.environ.get("TFW_SUBJECT_PREFIX", "tfw"))
+    p.add_argument(
+        "--nats-user",
+        default=os.environ.get("TFW_NATS_USER"),
+        help="NATS user allowed to write the rules bucket; the password is read from "
+        "TFW_NATS_PASSWORD only, never from the command line",
+    )
+    p.add_argument("--nats-creds", default=os.environ.get("TFW_NATS_CREDS"), help="a .creds file")
+    p.add_argument(
+        "--nats-tls-ca",
+        default=os.environ.get("TFW_NATS_TLS_CA"),
+        help="CA file that signed the NATS server's certificate (enables TLS)",
+    )
     p.add_argument(
         "--accept-import-problems",
         action="store_true",
@@ -220,7 +233,9 @@ def push_command(args: argparse.Namespace) -> int:
         pushed_by=f"{getpass.getuser()}@{socket.gethostname()}",
     )
     try:
-        revision = asyncio.run(store(args.nats_url, Subjects(args.prefix), encode(document)))
+        revision = asyncio.run(
+            store(args.nats_url, Subjects(args.prefix), encode(document), _credentials(args))
+        )
     except TimeoutError:
         _err(
             f"push failed: no answer from {args.nats_url} within {NATS_TIMEOUT_S:.0f} s; "
@@ -234,7 +249,22 @@ def push_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def store(nats_url: str, subjects: Subjects, value: bytes) -> int:
+def _credentials(args: argparse.Namespace) -> dict[str, Any]:
+    """nats-py connect options for an authenticated or TLS connection."""
+    options: dict[str, Any] = {}
+    if args.nats_user:
+        options["user"] = args.nats_user
+        options["password"] = os.environ.get("TFW_NATS_PASSWORD", "")
+    if args.nats_creds:
+        options["user_credentials"] = args.nats_creds
+    if args.nats_tls_ca:
+        options["tls"] = ssl.create_default_context(cafile=args.nats_tls_ca)
+    return options
+
+
+async def store(
+    nats_url: str, subjects: Subjects, value: bytes, credentials: dict[str, Any] | None = None
+) -> int:
     """Put the document under the rules bucket's ``active`` key; returns the revision."""
     import nats
     import nats.js.errors
@@ -250,6 +280,7 @@ async def store(nats_url: str, subjects: Subjects, value: bytes) -> int:
             max_reconnect_attempts=0,
             allow_reconnect=False,
             error_cb=quiet,
+            **(credentials or {}),
         ),
         NATS_TIMEOUT_S,
     )
