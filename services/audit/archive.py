@@ -18,7 +18,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.audit.chain import Anchor, ChainHead, VerifyReport, verify_chain
-from services.common.contracts import DecisionRecord
+from services.common.contracts import DecisionRecord, RuleSetDocument
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,28 @@ class Archive:
             {"time": time.time(), "who": who, "action": action, "detail": dict(detail)}
         )
         log.info("admin action %s by %s", action, who)
+
+    async def log_rule_push(self, document: RuleSetDocument) -> bool:
+        """Keep a rule-set push in the admin log, once per pushed version (a restarted
+        audit sees the active version again). Returns True when it was new."""
+        result = await self.admin_log.update_one(
+            {"_id": f"rules:{document.version}:{document.pushed_at}"},
+            {
+                "$setOnInsert": {
+                    "time": document.pushed_at or time.time(),
+                    "who": document.pushed_by or "unknown",
+                    "action": "rules.push",
+                    "detail": {
+                        "version": document.version,
+                        "internal_tenants": len(document.internal_tenants),
+                    },
+                }
+            },
+            upsert=True,
+        )
+        if result.upserted_id is not None:
+            log.info("rule set %s pushed by %s", document.version, document.pushed_by)
+        return result.upserted_id is not None
 
     async def admin_actions(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent administrative actions, newest first."""

@@ -30,8 +30,8 @@ from services.audit.forwarder import SyslogForwarder
 from services.audit.keys import ApiKeys
 from services.audit.settings import AuditSettings
 from services.audit.stream import durable_pull, ensure_decision_stream
-from services.common.bus import BusService
-from services.common.contracts import ContractError, DecisionRecord, decode
+from services.common.bus import BusService, watch_key
+from services.common.contracts import ContractError, DecisionRecord, RuleSetDocument, decode
 from services.common.ops import spawn
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,18 @@ class Audit(BusService):
                 js, self.subjects, self.settings, self.settings.consumer
             )
             self._tasks.append(spawn(self.consume(), "audit-consume"))
+            self._tasks.append(
+                spawn(
+                    watch_key(
+                        self.nc,
+                        self.subjects.rules_bucket,
+                        self.subjects.rules_key,
+                        self.on_rules,
+                        include_history=True,
+                    ),
+                    "audit-rules-watch",
+                )
+            )
             if self.settings.retention_days > 0:
                 self._tasks.append(spawn(self.purge_loop(), "audit-purge"))
             if self.settings.api_enabled:
@@ -140,6 +152,11 @@ class Audit(BusService):
         if self.forwarder is not None:
             await self.forwarder.unsubscribe()
         await super().stop()
+
+    async def on_rules(self, value: bytes) -> None:
+        """A rule push is an admin action: keep it in the admin log. The watch replays
+        the bucket's history, so pushes made while audit was down are logged too."""
+        await self.archive.log_rule_push(decode(RuleSetDocument, value))
 
     async def teardown(self) -> None:
         await self.mongo.close()

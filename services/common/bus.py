@@ -181,6 +181,7 @@ async def watch_key(
     key: str,
     on_value: Callable[[bytes], Any],
     ready: asyncio.Event | None = None,
+    include_history: bool = False,
 ) -> None:
     """Follow one key of a KV bucket for ever, calling ``on_value`` with each version.
 
@@ -194,7 +195,7 @@ async def watch_key(
                 kv = await js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 kv = await js.create_key_value(bucket=bucket, history=10)
-            watcher = await kv.watch(key)
+            watcher = await kv.watch(key, include_history=include_history)
             async for entry in watcher:
                 if entry is None:  # initial values delivered
                     if ready is not None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,7 +24,7 @@ from services.audit.keys import ApiKeys
 from services.audit.settings import AuditSettings
 from services.audit.stream import ensure_decision_stream
 from services.common.bus import decision_stream_config
-from services.common.contracts import DecisionRecord, Subjects, encode
+from services.common.contracts import DecisionRecord, RuleSetDocument, Subjects, encode
 from tests.audit.support import records
 from tfw.stack import Process, Stack
 
@@ -341,7 +342,10 @@ async def test_a_partial_batch_waits_for_more_records_to_archive_them_together()
 async def test_a_full_batch_or_no_linger_is_archived_at_once() -> None:
     trickle = _Trickle()
     assert await _audit_with(trickle, batch_linger_s=0.01).top_up(["a", "b", "c", "d"]) == [
-        "a", "b", "c", "d",
+        "a",
+        "b",
+        "c",
+        "d",
     ]
     assert await _audit_with(trickle, batch_linger_s=0).top_up(["a"]) == ["a"]
     assert trickle.asked == []
@@ -351,3 +355,41 @@ async def test_a_failed_top_up_keeps_the_records_in_hand() -> None:
     for failure in (TimeoutError(), nats.errors.ConnectionClosedError()):
         audit = _audit_with(_Trickle(failure), batch_linger_s=0.01)
         assert await audit.top_up(["r1"]) == ["r1"]
+
+
+async def test_every_rule_push_is_kept_once_in_the_admin_log(deployment: Deployment) -> None:
+    await deployment.start_audit()
+    assert deployment.nc is not None and deployment.stack.mongodb_uri
+    js = deployment.nc.jetstream()
+    try:
+        kv = await js.key_value(deployment.subjects.rules_bucket)
+    except nats.js.errors.BucketNotFoundError:
+        kv = await js.create_key_value(bucket=deployment.subjects.rules_bucket)
+    for version, who in (("v1aaaaaaaaaa", "ops@laptop"), ("v2bbbbbbbbbb", "ciso@desk")):
+        document = RuleSetDocument(
+            version=version, source="rules: []\n", pushed_at=time.time(), pushed_by=who
+        )
+        await kv.put(deployment.subjects.rules_key, encode(document))
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(deployment.stack.mongodb_uri)
+    try:
+        archive = deployment.archive(client)
+        pushes: list[dict[str, Any]] = []
+        async with asyncio.timeout(20):
+            while len(pushes) < 2:
+                await asyncio.sleep(0.2)
+                actions = await archive.admin_actions()
+                pushes = [a for a in actions if a["action"] == "rules.push"]
+        # A restarted audit sees the active version again and does not log it twice.
+        for process in list(deployment.stack.processes):
+            if process.name == "audit":
+                await asyncio.to_thread(deployment.stack.stop_process, process)
+        await deployment.start_audit()
+        await asyncio.sleep(1.0)
+        actions = await archive.admin_actions()
+    finally:
+        await client.close()
+    pushes = [a for a in actions if a["action"] == "rules.push"]
+    assert sorted((p["who"], p["detail"]["version"]) for p in pushes) == [
+        ("ciso@desk", "v2bbbbbbbbbb"),
+        ("ops@laptop", "v1aaaaaaaaaa"),
+    ]
