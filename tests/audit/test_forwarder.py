@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import secrets
 import ssl
 from collections.abc import AsyncIterator
@@ -12,10 +10,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from nats.aio.client import Client as NATS
 
 from services.audit.forwarder import SyslogForwarder
@@ -25,6 +19,7 @@ from services.common.contracts import DecisionRecord, Subjects, encode
 from services.common.ops import spawn
 from tests.audit.support import records
 from tests.audit.syslog_receiver import SyslogReceiver
+from tests.support.certs import self_signed
 
 
 @pytest.fixture
@@ -125,42 +120,11 @@ async def test_the_forwarder_durable_consumer_is_separate_from_the_archive_one(
         await receiver.stop()
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "siem.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "siem.pem", directory / "siem.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_records_go_over_tls_to_a_receiver_the_ca_file_trusts(
     bus: tuple[NATS, Subjects], tmp_path: Path
 ) -> None:
     nc, subjects = bus
-    cert, key = self_signed(tmp_path)
+    cert, key = self_signed(tmp_path, "siem.test")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     receiver = SyslogReceiver(tls=context)
