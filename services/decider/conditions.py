@@ -56,6 +56,21 @@ def domain_patterns(domains: list[str]) -> IdentityPatterns:
     return IdentityPatterns.compile([normal_domain(d) for d in domains], normalise=False)
 
 
+def unknown_facts(conditions: tuple[Condition, ...], facts: Facts) -> tuple[str, ...] | None:
+    """Test conditions in order: None as soon as one fails, else the facts that were
+    unknown on the way (empty when every condition held)."""
+    unknown: list[str] | None = None
+    for condition in conditions:
+        outcome = condition(facts)
+        if outcome is False:
+            return None
+        if outcome is None:
+            if unknown is None:
+                unknown = []
+            unknown.append(condition.unknown_fact(facts))
+    return () if unknown is None else tuple(unknown)
+
+
 class Condition:
     """Base of compiled conditions; ``fact`` names what an unknown answer lacks."""
 

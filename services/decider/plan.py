@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from services.decider.conditions import Condition
+from services.decider.conditions import Condition, unknown_facts
 from services.decider.facts import Facts, Principal
 
 if TYPE_CHECKING:
@@ -39,16 +39,10 @@ class Step:
 
     def test(self, facts: Facts) -> tuple[str, ...] | None:
         """None when the rule does not match; else the facts it assumed."""
-        extra: list[str] | None = None
-        for condition in self.conditions:
-            outcome = condition(facts)
-            if outcome is False:
-                return None
-            if outcome is None:
-                if extra is None:
-                    extra = []
-                extra.append(condition.unknown_fact(facts))
+        extra = unknown_facts(self.conditions, facts)
         if extra is None:
+            return None
+        if not extra:
             return self.assumed
         return (*self.assumed, *extra) if self.rule.matches_on_unknown else None
 

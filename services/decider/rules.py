@@ -34,7 +34,7 @@ from services.decider.compiler import (
     conditions,
     wall_condition,
 )
-from services.decider.conditions import ActionIs, Condition
+from services.decider.conditions import ActionIs, Condition, unknown_facts
 from services.decider.facts import Facts
 from services.decider.plan import Planner, Step
 from services.decider.schema import SCHEMA, Located, load_located
@@ -95,18 +95,10 @@ class Rule:
 
     def test(self, facts: Facts) -> tuple[str, ...] | None:
         """None when the rule does not match; else the facts it assumed (often none)."""
-        assumed: list[str] | None = None
-        for condition in self.conditions:
-            outcome = condition(facts)
-            if outcome is False:
-                return None
-            if outcome is None:
-                if assumed is None:
-                    assumed = []
-                assumed.append(condition.unknown_fact(facts))
-        if assumed is None:
-            return ()
-        return tuple(assumed) if self.matches_on_unknown else None
+        assumed = unknown_facts(self.conditions, facts)
+        if not assumed:
+            return assumed
+        return assumed if self.matches_on_unknown else None
 
     def all_conditions(self) -> tuple[Condition, ...]:
         """Conditions including the action one, for explanations."""
