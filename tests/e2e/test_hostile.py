@@ -13,15 +13,10 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.reliability.harness import (
-    ALICE,
-    CONV,
-    PARTNER,
-    Firewall,
-    new_firewall,
-)
+from tests.reliability.harness import Firewall, new_firewall
 from tests.support.tokens import skypetoken
 from tests.support.upstream import RecordingUpstream
+from tests.support.walls import ALICE, CONV, PARTNER
 from tfw.stack import Stack
 
 pytestmark = pytest.mark.e2e

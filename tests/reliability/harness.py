@@ -27,30 +27,14 @@ from pymongo import MongoClient
 from services.common.contracts import Subjects
 from tests.support.tokens import skypetoken
 from tests.support.upstream import RecordingUpstream
+from tests.support.walls import ALICE, EDIT, FIRM, PARTNER, RULES, SEND
 from tfw.stack import Process, Stack, free_port
 
-FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
-PARTNER = "9a3f1e55-7c2d-4e8b-a1f0-3b6c9d2e4f33"
-ALICE = "a11ce000-0000-4000-8000-000000000001"
-CONV = (
-    "19%3Aa11ce000-0000-4000-8000-000000000001_"
-    "b0b00000-0000-4000-8000-000000000002%40unq.gbl.spaces"
-)
-SEND = f"https://emea.ng.msg.teams.microsoft.com/v1/users/ME/conversations/{CONV}/messages"
-EDIT = f"{SEND}/1764493200123"
 DECISION_HEADER = "x-teamsfirewall-decision"
 DECIDE_TIMEOUT_S = 1.5
 # A client gives up well after the interceptor's own timeout: a request that reaches
 # this is one that hung.
 CLIENT_TIMEOUT_S = DECIDE_TIMEOUT_S + 8.0
-
-RULES = f"""
-internal_tenants: [{FIRM}]
-rules:
-  - name: No edits abroad
-    when: {{actions: [message.edit], location: external}}
-    then: [block]
-"""
 
 
 @dataclass

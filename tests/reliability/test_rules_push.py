@@ -17,8 +17,9 @@ import nats
 import pytest
 
 from services.common.contracts import RuleSetDocument, Subjects, encode
-from tests.reliability.harness import FIRM, PARTNER, Firewall, new_firewall
+from tests.reliability.harness import Firewall, new_firewall
 from tests.support.upstream import RecordingUpstream
+from tests.support.walls import FIRM, PARTNER
 from tfw.stack import ROOT, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
