@@ -84,14 +84,20 @@ async def subscribe_outcome(server: AccountsServer, reader: str, subject: str) -
 
         await sub.nc.subscribe(subject, cb=on_message)
         await sub.nc.flush()
-        await pub.nc.publish(subject, b"{}")
-        await pub.nc.flush()
-        waiter = asyncio.ensure_future(got.wait())
-        refusal = asyncio.ensure_future(sub.violated.wait())
-        done, pending = await asyncio.wait(
-            {waiter, refusal}, timeout=10.0, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
+        waiter = asyncio.create_task(got.wait())
+        refusal = asyncio.create_task(sub.violated.wait())
+        # Core NATS is at-most-once: on a loaded machine one message may not reach a
+        # subscription that was only just registered, so the publisher keeps
+        # publishing until the subscriber hears one or is refused.
+        done: set[asyncio.Task[bool]] = set()
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while not done and asyncio.get_running_loop().time() < deadline:
+            await pub.nc.publish(subject, b"{}")
+            await pub.nc.flush()
+            done, _ = await asyncio.wait(
+                {waiter, refusal}, timeout=0.25, return_when=asyncio.FIRST_COMPLETED
+            )
+        for task in (waiter, refusal):
             task.cancel()
         if waiter in done:
             return "delivered"
