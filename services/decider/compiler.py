@@ -43,6 +43,9 @@ WALL_ACTIONS = frozenset(
     }
 )
 
+# Inline global flags, "(?i)" or "(?aiLmsux)" at the start of a pattern (not "(?i:...)").
+_GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
+
 # The order in which a rule's conditions run: cheapest and most selective first.
 ORDER = (
     "location",
@@ -198,14 +201,25 @@ def text_condition(raw: dict[str, Any], path: Path_) -> TextMatches:
         keyword_re = re.compile(rf"(?<!\w)(?:{words})(?!\w)")
     parts = []
     for index, pattern in enumerate(raw.get("regex") or []):
+        here = (*path, "regex", index)
         try:
             re.compile(pattern)
         except re.error as exc:
+            raise CompileProblem(here, f"bad regular expression: {exc}") from None
+        except RecursionError:
+            raise CompileProblem(here, "bad regular expression: nested too deeply") from None
+        if _GLOBAL_FLAGS.match(pattern):
             raise CompileProblem(
-                (*path, "regex", index), f"bad regular expression: {exc}"
-            ) from None
+                here,
+                "global flags such as (?i) are not allowed, since patterns are joined "
+                "with the others of the rule; scope a flag to a group, as in (?s:a.b) "
+                "(matching is already case-insensitive)",
+            )
         parts.append(f"(?:{pattern})")
-    regex = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+    try:
+        regex = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+    except re.error as exc:
+        raise CompileProblem((*path, "regex"), f"bad regular expression: {exc}") from None
     if keyword_re is None and regex is None:
         raise CompileProblem(path, "a text condition needs keywords or regex")
     source = tuple(raw.get("keywords") or []) + tuple(f"/{p}/" for p in raw.get("regex") or [])

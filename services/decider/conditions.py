@@ -17,10 +17,15 @@ from services.decider.identity import IdentityPatterns, fold_text, nfkc_text, no
 
 Outcome = bool | None
 
+_WHOLE_WORD = re.compile(r"\w+")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Selector:
-    """People, domains and tenants compiled from identity patterns and named groups."""
+    """People, domains and tenants compiled from identity patterns and named groups.
+
+    Compared by identity: a selector is a key of each crowd's memo.
+    """
 
     people: IdentityPatterns
     domains: IdentityPatterns
@@ -40,7 +45,24 @@ class Selector:
         return who.tenant is not None and who.tenant in self.tenants
 
     def matches_some(self, crowd: Crowd) -> bool:
-        """Does anyone in the crowd match? One set test and one regex per kind."""
+        """Does anyone in the crowd match? Asked once per crowd (see :class:`Crowd`)."""
+        key = (self, "some")
+        found = crowd.seen.get(key)
+        if found is None:
+            found = crowd.seen[key] = self._matches_some(crowd)
+        return found
+
+    def matches_all(self, crowd: Crowd) -> bool:
+        """Does everyone in the crowd match (and is there anyone)?"""
+        key = (self, "all")
+        found = crowd.seen.get(key)
+        if found is None:
+            people = crowd.people
+            found = crowd.seen[key] = bool(people) and all(map(self.matches, people))
+        return found
+
+    def _matches_some(self, crowd: Crowd) -> bool:
+        """One set test and one regex per kind over the whole crowd."""
         if crowd.ids and self.people.matches_any(crowd.ids, crowd.ids_blob):
             return True
         if crowd.domains and self.domains.matches_any(crowd.domains, crowd.domains_blob):
@@ -204,10 +226,9 @@ class ParticipantsMatch(Condition):
 
     def __call__(self, facts: Facts) -> Outcome:
         if self.quantifier == "all":
-            people = facts.participants
-            if not people or not all(self.selector.matches(p) for p in people):
-                return None if facts.unresolved else False
-            return None if facts.unresolved else True
+            if facts.unresolved:
+                return None
+            return self.selector.matches_all(facts.crowd)
         some = self.selector.matches_some(facts.crowd)
         if some:
             return self.quantifier == "any"
@@ -362,31 +383,56 @@ class TextMatches(Condition):
         keywords: re.Pattern[str] | None,
         regex: re.Pattern[str] | None,
         source: tuple[str, ...],
-        words: tuple[str, ...] = (),
+        words: tuple[str, ...],
     ) -> None:
+        """``keywords`` is the regex of the folded ``words``; ``regex`` the patterns."""
         self.keywords = keywords
         self.regex = regex
         self.source = source
-        self.words = words  # folded keywords: a plain substring test before the regex
+        # A keyword that is one whole word matches exactly when the text has that word:
+        # a set test. A phrase ("front run") needs the regex, and only when the text
+        # has its first word; a phrase that starts with a sign ("+1") always does.
+        self.whole_words = frozenset(w for w in words if _WHOLE_WORD.fullmatch(w))
+        self.phrases = tuple(w for w in words if w not in self.whole_words)
+        heads = [_WHOLE_WORD.match(w) for w in self.phrases]
+        self.heads = frozenset(h.group(0) for h in heads if h)
+        self.headless = not all(heads)
+        # Set by :func:`screen_texts`: one search of the rule set's patterns together,
+        # so that most messages, which match none of them, are searched once.
+        self.screen: re.Pattern[str] | None = None
 
     def _find(self, text: str) -> str | None:
+        """The first match in ``text`` (for explanations)."""
         if self.keywords is not None:
-            folded = fold_text(text)
-            if any(word in folded for word in self.words):
-                found = self.keywords.search(folded)
-                if found:
-                    return found.group(0)
+            found = self.keywords.search(fold_text(text))
+            if found:
+                return found.group(0)
         if self.regex is not None:
             found = self.regex.search(nfkc_text(text))
             if found:
                 return found.group(0)
         return None
 
+    def _hit(self, facts: Facts) -> bool:
+        if self.keywords is not None:
+            words = facts.words
+            if not self.whole_words.isdisjoint(words):
+                return True
+            if self.phrases and (self.headless or not self.heads.isdisjoint(words)):
+                if self.keywords.search(facts.folded_text):
+                    return True
+        regex = self.regex
+        if regex is None:
+            return False
+        if self.screen is not None and not facts.screened(self.screen):
+            return False
+        return regex.search(facts.plain_text) is not None
+
     def __call__(self, facts: Facts) -> Outcome:
         body = facts.event.body
         if body.parse_error:
             return None
-        if body.text and self._find(body.text) is not None:
+        if body.text and self._hit(facts):
             return True
         return None if facts.event.body_truncated else False
 
@@ -397,6 +443,25 @@ class TextMatches(Condition):
         found = self._find(body.text or "")
         shown = repr(found) if found is not None else "nothing"
         return f"text must contain one of {', '.join(self.source)}; found {shown}"
+
+
+def screen_texts(conditions: list[Condition]) -> re.Pattern[str] | None:
+    """Give the text conditions one shared screen: the alternation of all their
+    patterns. A pattern matches somewhere only if the alternation does, so when the
+    screen finds nothing no pattern is searched. Patterns with groups stay out of it
+    (joined, a backreference would point at another pattern's group)."""
+    texts = [c for c in conditions if isinstance(c, TextMatches) and c.regex is not None]
+    screened = [c for c in texts if c.regex is not None and c.regex.groups == 0]
+    if len(screened) < 2:
+        return None
+    joined = "|".join(f"(?:{c.regex.pattern})" for c in screened if c.regex is not None)
+    try:
+        screen = re.compile(joined, re.IGNORECASE)
+    except (re.error, RecursionError, OverflowError):
+        return None
+    for condition in screened:
+        condition.screen = screen
+    return screen
 
 
 class FilesMatch(Condition):
@@ -415,7 +480,7 @@ class FilesMatch(Condition):
         if body.parse_error:
             return None
         if self.extensions:
-            hit = any(f.extension.lower().lstrip(".") in self.extensions for f in body.files)
+            hit = not self.extensions.isdisjoint(facts.extensions)
         else:
             hit = bool(body.files)
         if hit:

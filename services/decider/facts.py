@@ -6,6 +6,7 @@ a rule set that never looks at participants never pays for a 1,200-member team.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -17,7 +18,9 @@ from services.common.contracts import (
     EnrichedEvent,
     Participant,
 )
-from services.decider.identity import domain_of, identities_of
+from services.decider.identity import domain_of, fold_text, identities_of, nfkc_text
+
+_WORD = re.compile(r"\w+")
 
 
 class Principal:
@@ -63,11 +66,27 @@ def principal(
 
 
 class Crowd:
-    """Every name, domain and tenant of a set of principals, for one-pass matching."""
+    """Every name, domain and tenant of a set of principals, for one-pass matching.
 
-    __slots__ = ("any_external", "domains", "domains_blob", "ids", "ids_blob", "tenants")
+    ``seen`` remembers what each selector found in this crowd: a conversation's
+    people are the same from one message to the next, so a rule asks once per
+    conversation, not once per message.
+    """
+
+    __slots__ = (
+        "any_external",
+        "domains",
+        "domains_blob",
+        "ids",
+        "ids_blob",
+        "people",
+        "seen",
+        "tenants",
+    )
 
     def __init__(self, people: tuple[Principal, ...]) -> None:
+        self.people = people
+        self.seen: dict[tuple[object, str], bool] = {}
         ids: set[str] = set()
         domains: set[str] = set()
         tenants: set[str] = set()
@@ -98,10 +117,15 @@ class Facts:
     __slots__ = (
         "_actor",
         "_crowd",
+        "_extensions",
+        "_folded",
         "_local",
         "_other_crowd",
         "_others",
         "_participants",
+        "_plain",
+        "_screened",
+        "_words",
         "actor_known",
         "event",
         "unresolved",
@@ -119,7 +143,12 @@ class Facts:
         self._others: tuple[Principal, ...] | None = None
         self._crowd: Crowd | None = None
         self._other_crowd: Crowd | None = None
-        self._local: dict[str, datetime] = {}
+        self._local: dict[ZoneInfo, tuple[int, time]] = {}
+        self._folded: str | None = None
+        self._plain: str | None = None
+        self._words: frozenset[str] | None = None
+        self._extensions: frozenset[str] | None = None
+        self._screened: dict[re.Pattern[str], bool] = {}
 
     @property
     def actor(self) -> Principal:
@@ -163,15 +192,51 @@ class Facts:
             self._other_crowd = Crowd.of(self.others)
         return self._other_crowd
 
+    @property
+    def folded_text(self) -> str:
+        """The message text folded like identities (for keywords)."""
+        if self._folded is None:
+            self._folded = fold_text(self.event.body.text or "")
+        return self._folded
+
+    @property
+    def plain_text(self) -> str:
+        """The message text in NFKC form (for regular expressions)."""
+        if self._plain is None:
+            self._plain = nfkc_text(self.event.body.text or "")
+        return self._plain
+
+    @property
+    def words(self) -> frozenset[str]:
+        """The whole words of the folded text, for keyword tests by set."""
+        if self._words is None:
+            self._words = frozenset(_WORD.findall(self.folded_text))
+        return self._words
+
+    def screened(self, screen: re.Pattern[str]) -> bool:
+        """Does the plain text match the rule set's text screen (searched once)?"""
+        found = self._screened.get(screen)
+        if found is None:
+            found = self._screened[screen] = screen.search(self.plain_text) is not None
+        return found
+
+    @property
+    def extensions(self) -> frozenset[str]:
+        """The attachments' extensions, folded and without a leading dot."""
+        if self._extensions is None:
+            files = self.event.body.files
+            self._extensions = frozenset(fold_text(f.extension).lstrip(".") for f in files)
+        return self._extensions
+
     def local_time(self, zone: ZoneInfo) -> datetime:
-        key = zone.key
-        if key not in self._local:
-            self._local[key] = datetime.fromtimestamp(self.event.time, zone)
-        return self._local[key]
+        return datetime.fromtimestamp(self.event.time, zone)
 
     def local_minute(self, zone: ZoneInfo) -> tuple[int, time]:
         """Weekday and time of day (to the minute) of the event in a time zone."""
-        return _local_minute(zone, int(self.event.time // 60))
+        found = self._local.get(zone)
+        if found is None:
+            found = self._local[zone] = _local_minute(zone, int(self.event.time // 60))
+        return found
 
 
 @lru_cache(maxsize=4096)

@@ -39,7 +39,14 @@ class Step:
 
     def test(self, facts: Facts) -> tuple[str, ...] | None:
         """None when the rule does not match; else the facts it assumed."""
-        extra = unknown_facts(self.conditions, facts)
+        conditions = self.conditions
+        if len(conditions) == 1:  # most steps: one call, no list
+            outcome = conditions[0](facts)
+            if outcome is True:
+                return self.assumed
+            if outcome is False:
+                return None
+        extra = unknown_facts(conditions, facts)
         if extra is None:
             return None
         if not extra:

@@ -34,7 +34,7 @@ from services.decider.compiler import (
     conditions,
     wall_condition,
 )
-from services.decider.conditions import ActionIs, Condition, unknown_facts
+from services.decider.conditions import ActionIs, Condition, screen_texts, unknown_facts
 from services.decider.facts import Facts
 from services.decider.plan import Planner, Step
 from services.decider.schema import SCHEMA, Located, load_located
@@ -250,6 +250,7 @@ def _compile(located: Located, version: str, now: float | None) -> RuleSet:
         )
     for index, raw in enumerate(doc.get("rules") or []):
         compiled.append(_rule(raw, groups, ("rules", index)))
+    screen_texts([c for rule in compiled for c in rule.conditions])
     names: set[str] = set()
     for index, rule in enumerate(compiled):
         if rule.name in names:

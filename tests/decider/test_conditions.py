@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+import unicodedata
 from typing import Any
 
 import pytest
@@ -143,6 +145,20 @@ ERIN = {"email": "erin@partner.example", "tenant_id": PARTNER}
         ("text: {regex: ['\\b\\d{4}-\\d{4}\\b']}", {"text": "card 1234-5678 ok"}, "block"),
         ("text: {regex: ['ISIN\\s*[A-Z]{2}']}", {"text": "isin us0378331005"}, "block"),
         ("text: {keywords: [insider]}", {"text": "fine"}, "allow"),
+        ("text: {keywords: [front run]}", {"text": "front running it"}, "allow"),
+        ("text: {keywords: [front run]}", {"text": "the front ran; run"}, "allow"),
+        ("text: {keywords: [front run, insider]}", {"text": "FRONT   RUN"}, "allow"),
+        ("text: {keywords: [front run, insider]}", {"text": "x Front Run."}, "block"),
+        ("text: {keywords: ['+1 deal']}", {"text": "ok +1 deal"}, "block"),
+        ("text: {keywords: ['+1 deal']}", {"text": "ok 1 deal"}, "allow"),
+        ("text: {keywords: [c++]}", {"text": "we use C++ daily"}, "block"),
+        ("text: {keywords: [c++]}", {"text": "we use c daily"}, "allow"),
+        ("text: {keywords: [e-mail]}", {"text": "send an E-MAIL now"}, "block"),
+        ("text: {keywords: [e-mail]}", {"text": "send an email now"}, "allow"),
+        ("text: {keywords: [straße]}", {"text": "die STRASSE hier"}, "block"),
+        ("text: {keywords: [insider]}", {"text": "insider_trading"}, "allow"),
+        ("text: {keywords: [insider]}", {"text": "(insider)"}, "block"),
+        ("text: {keywords: [été]}", {"text": "l'ÉTÉ prochain"}, "block"),
         # content applies to every message type, known or not
         (
             "text: {keywords: [insider]}",
@@ -198,3 +214,46 @@ def test_a_wall_applies_only_to_its_actions() -> None:
     typing = event_from_spec({"actor": ALICE, "participants": [BOB], "action": "typing"}, rules)
     assert decide(send, rules)[0].decision.value == "allow"
     assert decide(typing, rules)[0].decision.value == "block"
+
+
+SCREENED_PATTERNS = [
+    r"ISIN\d+",
+    r"front\s+run",
+    r"\bcusip\b",
+    r"(a)\1x",  # a backreference: kept out of the shared screen
+    r"secret",
+    r"(?<!no )deal",
+    r"^urgent",
+    r"end$",
+]
+TEXTS = [
+    "nothing to see",
+    "isin12345 attached",
+    "FRONT    RUN it",
+    "the CUSIPs are fine",
+    "cusip: 0378",
+    "say aax twice",
+    "top ſecret plan",  # the long s matches s when case is ignored
+    "there is no deal",
+    "big deal",
+    "urgent: call me",
+    "not urgent",
+    "the end",
+    "ｓｅｃｒｅｔ in full width",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_each_text_pattern_matches_as_it_would_searched_on_its_own(text: str) -> None:
+    """Many rules' patterns share one screen; no pattern may be hidden by it."""
+    rules_text = "".join(
+        f"  - name: P{i}\n    when:\n      text: {{regex: ['{p}']}}\n    then: [{{log: p}}]\n"
+        for i, p in enumerate(SCREENED_PATTERNS)
+    )
+    rules = compile_rules(HEADER + "rules:\n" + rules_text)
+    verdict, _ = decide(event_from_spec({"text": text}, rules), rules)
+    plain = unicodedata.normalize("NFKC", text)
+    expected = {
+        f"P{i}" for i, p in enumerate(SCREENED_PATTERNS) if re.search(p, plain, re.IGNORECASE)
+    }
+    assert {r.name for r in verdict.rules} == expected

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
-from services.decider.identity import IdentityPatterns, normal_identity
+from services.decider.identity import _TURKISH as TURKISH
+from services.decider.identity import (
+    IdentityPatterns,
+    fold_text,
+    nfkc_text,
+    normal_identity,
+)
 
 
 @pytest.mark.parametrize(
@@ -61,3 +69,31 @@ def test_many_patterns_compile_into_one_set_and_one_regex() -> None:
     assert compiled.matches("user499@firm.example")
     assert compiled.matches("anyone@x")
     assert not compiled.matches("user500@firm.example")
+
+
+def _full_fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).translate(TURKISH).casefold()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "".join(map(chr, range(128))),
+        "Front RUN the ISIN12345 order",
+        "ＦＲＯＮＴ run",
+        "ALİCE and alıce",
+        "Straße",
+        "",
+    ],
+)
+def test_message_text_folds_the_same_way_on_the_ascii_shortcut_and_the_full_path(
+    text: str,
+) -> None:
+    assert fold_text(text) == _full_fold(text)
+    assert nfkc_text(text) == unicodedata.normalize("NFKC", text)
+
+
+def test_every_ascii_character_folds_as_the_full_path_folds_it() -> None:
+    for code in range(128):
+        char = chr(code)
+        assert fold_text(f"a{char}Z") == _full_fold(f"a{char}Z"), code

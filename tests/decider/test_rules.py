@@ -36,6 +36,19 @@ def _compile(text: str, now: float | None = None) -> RuleSet:
             "regular expression",
         ),
         (
+            "rules:\n  - name: x\n    when:\n      text: {regex: [a, '(?i)b']}\n"
+            "    then: [block]\n",
+            4,
+            25,
+            "global flags",
+        ),
+        (
+            "rules:\n  - name: x\n    when:\n      text: {regex: ['a(?i)b']}\n    then: [block]\n",
+            4,
+            22,
+            "regular expression",
+        ),
+        (
             "rules:\n  - name: x\n    when: {actors: ['group:nobody']}\n    then: [block]\n",
             3,
             21,
