@@ -64,7 +64,7 @@ def rule_source(count: int, seed: int = 7) -> str:
         elif kind == 3:
             when = f"location: external, participants: {{none: ['*@vendor{r}.example']}}"
         elif kind == 4:
-            when = f"text: {{keywords: [secret{r}, 'front run {r}'], regex: ['ISIN{r}\\\\d+']}}"
+            when = f"text: {{keywords: [secret{r}, 'front run {r}'], regex: ['ISIN{r}\\d+']}}"
         elif kind == 5:
             when = f"files: {{extensions: [x{r}, xlsx]}}, external_participants: true"
         elif kind == 6:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from services.decider.conditions import Condition, unknown_facts
+from services.decider.conditions import Condition, TextMatches, unknown_facts
 from services.decider.facts import Facts, Principal
 
 if TYPE_CHECKING:
@@ -77,6 +77,81 @@ class Step:
         return variant
 
 
+class TextGate:
+    """The text conditions of a plan's text-only steps, asked together: when the
+    message has none of their words and the shared screen finds none of their
+    patterns, every one of them is false and the steps are skipped at once."""
+
+    __slots__ = ("headless", "heads", "phrases", "screen", "whole_words")
+
+    def __init__(self, texts: list[TextMatches]) -> None:
+        self.whole_words = frozenset().union(*(t.whole_words for t in texts))
+        self.heads = frozenset().union(*(t.heads for t in texts))
+        self.phrases = any(t.phrases for t in texts)
+        self.headless = any(t.headless for t in texts)
+        screens = {t.screen for t in texts if t.regex is not None}
+        self.screen = screens.pop() if screens else None
+
+    @classmethod
+    def of(cls, texts: list[TextMatches]) -> TextGate | None:
+        """The gate for these conditions; None when they cannot share one (a pattern
+        outside the shared screen)."""
+        if not texts:
+            return None
+        if any(t.regex is not None and t.screen is None for t in texts):
+            return None
+        if len({t.screen for t in texts if t.regex is not None}) > 1:
+            return None
+        return cls(texts)
+
+    def open(self, facts: Facts) -> bool:
+        """False only when every gated condition is certainly false for this event
+        (mirrors :meth:`TextMatches.__call__`)."""
+        event = facts.event
+        body = event.body
+        if body.parse_error or event.body_truncated:
+            return True
+        if not body.text:
+            return False
+        words = facts.words
+        if not self.whole_words.isdisjoint(words):
+            return True
+        if self.phrases and (self.headless or not self.heads.isdisjoint(words)):
+            return True
+        return self.screen is not None and facts.screened(self.screen)
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """The steps to test for one kind of event (and actor), with the text-only steps
+    left out in ``textless`` for events the gate shuts."""
+
+    steps: tuple[Step, ...]
+    textless: tuple[Step, ...]
+    gate: TextGate | None
+
+    @classmethod
+    def of(cls, steps: tuple[Step, ...]) -> Program:
+        gated = [
+            s
+            for s in steps
+            if len(s.conditions) == 1
+            and not s.actor_conditions
+            and isinstance(s.conditions[0], TextMatches)
+        ]
+        gate = TextGate.of([s.conditions[0] for s in gated])  # type: ignore[misc]
+        if gate is None:
+            return cls(steps, steps, None)
+        skipped = {id(s) for s in gated}
+        return cls(steps, tuple(s for s in steps if id(s) not in skipped), gate)
+
+    def for_event(self, facts: Facts) -> tuple[Step, ...]:
+        gate = self.gate
+        if gate is None or gate.open(facts):
+            return self.steps
+        return self.textless
+
+
 PlanKey = tuple[Any, Any, Any, Any]
 
 
@@ -86,10 +161,8 @@ class Planner:
 
     candidates: dict[Any, tuple[Rule, ...]]
     rules: tuple[Rule, ...]
-    plans: dict[PlanKey, tuple[tuple[Step, ...], bool]] = field(default_factory=dict)
-    actor_plans: dict[tuple[PlanKey, Principal | None], tuple[Step, ...]] = field(
-        default_factory=dict
-    )
+    plans: dict[PlanKey, tuple[Program, bool]] = field(default_factory=dict)
+    actor_plans: dict[tuple[PlanKey, Principal | None], Program] = field(default_factory=dict)
 
     def plan(self, facts: Facts) -> tuple[Step, ...]:
         event = facts.event
@@ -101,18 +174,20 @@ class Planner:
             if len(self.plans) >= MAX_PLANS:
                 self.plans.clear()
                 self.actor_plans.clear()
-            planned = self.plans[key] = self._plan(facts)
-        steps, by_actor = planned
-        if not by_actor:
-            return steps
-        actor_key = (key, facts.actor if facts.actor_known else None)
-        found = self.actor_plans.get(actor_key)
-        if found is None:
-            if len(self.actor_plans) >= MAX_ACTOR_PLANS:
-                self.actor_plans.clear()
-            found = tuple(s for s in (step.for_actor(facts) for step in steps) if s is not None)
-            self.actor_plans[actor_key] = found
-        return found
+            steps, by_actor = self._plan(facts)
+            planned = self.plans[key] = (Program.of(steps), by_actor)
+        program, by_actor = planned
+        if by_actor:
+            actor_key = (key, facts.actor if facts.actor_known else None)
+            found = self.actor_plans.get(actor_key)
+            if found is None:
+                if len(self.actor_plans) >= MAX_ACTOR_PLANS:
+                    self.actor_plans.clear()
+                steps = (step.for_actor(facts) for step in program.steps)
+                found = Program.of(tuple(s for s in steps if s is not None))
+                self.actor_plans[actor_key] = found
+            program = found
+        return program.for_event(facts)
 
     def _plan(self, facts: Facts) -> tuple[tuple[Step, ...], bool]:
         steps = []

@@ -18,6 +18,7 @@ from services.common.contracts import (
     Provenance,
 )
 from services.decider.bench import events, rule_source
+from services.decider.conditions import TextMatches
 from services.decider.decide import match
 from services.decider.facts import Facts
 from services.decider.rules import RuleSet, compile_rules
@@ -38,9 +39,15 @@ def unplanned(event: EnrichedEvent, rules: RuleSet) -> list[tuple[str, tuple[str
     return found
 
 
-def varied(seed: int) -> list[EnrichedEvent]:
-    """Bench events, varied in every fact the planner keys on."""
+def varied(seed: int, rules: RuleSet) -> list[EnrichedEvent]:
+    """Bench events, varied in every fact the planner keys on, half of them aimed at
+    one of the bench's text rules (its action, and text that may or may not match)."""
     rnd = random.Random(seed)
+    texts = [
+        (int(rule.name.split()[1]), rule.actions)
+        for rule in rules.rules
+        if rule.actions and any(isinstance(c, TextMatches) for c in rule.conditions)
+    ]
     made = []
     for event in events(400, seed=seed):
         event.action = rnd.choice(list(Action))
@@ -58,6 +65,23 @@ def varied(seed: int) -> list[EnrichedEvent]:
             event.actor = Actor()
         if rnd.random() < 0.2:
             event.actor = Actor(email=f"u{rnd.randrange(10)}-{rnd.randrange(20)}@firm.example")
+        r, actions = rnd.choice(texts)
+        if rnd.random() < 0.5:
+            event.action = rnd.choice(sorted(actions))
+        event.body.text = rnd.choice(
+            [
+                event.body.text,
+                "",
+                None,
+                f"about SECRET{r}, see",
+                f"we front run {r} today",
+                f"we front ran {r}",
+                f"isin{r}0042",
+                f"ＩＳＩＮ{r}7",
+            ]
+        )
+        event.body.parse_error = "unreadable" if rnd.random() < 0.05 else None
+        event.body_truncated = rnd.random() < 0.05
         made.append(event)
     return made
 
@@ -65,7 +89,7 @@ def varied(seed: int) -> list[EnrichedEvent]:
 def test_planned_matching_equals_testing_every_rule() -> None:
     rules = compile_rules(rule_source(200))
     checked = matched = 0
-    for event in varied(3) + varied(4):
+    for event in varied(3, rules) + varied(4, rules):
         assert [(r.name, a) for r, a in match(event, rules)] == unplanned(event, rules)
         checked += 1
         matched += bool(unplanned(event, rules))
