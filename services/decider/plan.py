@@ -183,8 +183,8 @@ class Planner:
             if found is None:
                 if len(self.actor_plans) >= MAX_ACTOR_PLANS:
                     self.actor_plans.clear()
-                steps = (step.for_actor(facts) for step in program.steps)
-                found = Program.of(tuple(s for s in steps if s is not None))
+                mine = (step.for_actor(facts) for step in program.steps)
+                found = Program.of(tuple(s for s in mine if s is not None))
                 self.actor_plans[actor_key] = found
             program = found
         return program.for_event(facts)
