@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from services.common.contracts import (
+    SCHEMA_VERSION,
     CredentialStatus,
     Decision,
     DecisionRecord,
@@ -47,7 +48,14 @@ def match(event: EnrichedEvent, rules: RuleSet) -> list[tuple[Rule, tuple[str, .
     facts = Facts(event)
     found: list[tuple[Rule, tuple[str, ...]]] = []
     for step in rules.plan(facts):
-        assumed = step.test(facts)
+        single = step.single
+        if single is None:
+            assumed = step.test(facts)
+        else:  # one condition: True and False settle it without Step.test
+            outcome = single(facts)
+            if outcome is False:
+                continue
+            assumed = step.assumed if outcome is True else step.test(facts)
         if assumed is None:
             continue
         found.append((step.rule, assumed))
@@ -59,8 +67,16 @@ def match(event: EnrichedEvent, rules: RuleSet) -> list[tuple[Rule, tuple[str, .
 def decide(
     event: EnrichedEvent, rules: RuleSet, block_status: int = 403
 ) -> tuple[Verdict, DecisionRecord]:
-    """Decide one event. Pure: same event and rules, same verdict (ids aside)."""
+    """Decide one event: the verdict and its decision record. Pure: same event and
+    rules, same verdict (ids and timings aside)."""
     started = time.perf_counter()
+    verdict, would_block = judge(event, rules, block_status)
+    decide_ms = (time.perf_counter() - started) * 1000
+    return verdict, record_for(event, verdict, decide_ms, would_block)
+
+
+def judge(event: EnrichedEvent, rules: RuleSet, block_status: int = 403) -> tuple[Verdict, bool]:
+    """The verdict alone, and whether a monitor-mode rule would have blocked."""
     matched = match(event, rules)
     blocking = [rule for rule, _ in matched if rule.enforcing_block]
     lifted = _lifted(event, rules, blocking) if blocking and rules.exceptions else {}
@@ -89,20 +105,22 @@ def decide(
     listed = [rule.matched(assumed, lifted.get(rule.name)) for rule, assumed in matched]
     for name in dict.fromkeys(lifted.values()):
         listed.append(_exception_entry(rules, name))
-    verdict = construct(
+    verdict = instance(
         Verdict,
-        decision_id=event.id,
-        decision=Decision.BLOCK if blocked else Decision.ALLOW,
-        status=block_status if blocked else 200,
-        body=block_body(event.id, reason or "", block_status) if blocked else b"",
-        headers=headers,
-        rules=listed,
-        ruleset_version=rules.version,
-        reason=reason,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "decision_id": event.id,
+            "decision": Decision.BLOCK if blocked else Decision.ALLOW,
+            "status": block_status if blocked else 200,
+            "body": block_body(event.id, reason or "", block_status) if blocked else b"",
+            "headers": headers,
+            "rules": listed,
+            "ruleset_version": rules.version,
+            "reason": reason,
+        },
     )
     would_block = any(rule.block and rule.mode is RuleMode.MONITOR for rule, _ in matched)
-    decide_ms = (time.perf_counter() - started) * 1000
-    return verdict, record_for(event, verdict, decide_ms, would_block)
+    return verdict, would_block
 
 
 def _lifted(event: EnrichedEvent, rules: RuleSet, blocking: list[Rule]) -> dict[str, str]:
@@ -125,39 +143,24 @@ def _exception_entry(rules: RuleSet, name: str) -> MatchedRule:
     )
 
 
-_TEMPLATES: dict[type[BaseModel], tuple[dict[str, Any], dict[str, Any]]] = {}
+_new = BaseModel.__new__
+_set = object.__setattr__
 
 
-def construct[M: BaseModel](model: type[M], **values: Any) -> M:
-    """Build a model from values that are already typed, without validating them.
+def instance[M: BaseModel](model: type[M], fields: dict[str, Any]) -> M:
+    """A model from a dict holding every one of its fields, already typed, without
+    validating them.
 
-    The hot path builds two contract objects per decision from parts that were
-    validated when the event was decoded; pydantic's own ``model_construct`` spends
-    more time than the whole rule evaluation. Tests check the result equals a
-    validated copy.
+    The hot path builds its contract objects from parts validated when the event was
+    decoded; pydantic's ``model_construct`` spends more time than the rule evaluation
+    itself. Tests check each result equals a validated copy and lacks no field.
     """
-    template = _TEMPLATES.get(model)
-    if template is None:
-        defaults: dict[str, Any] = {}
-        factories: dict[str, Any] = {}
-        for name, info in model.model_fields.items():
-            if info.default_factory is not None:
-                factories[name] = info.default_factory
-            elif not info.is_required():
-                defaults[name] = info.default
-        template = _TEMPLATES[model] = (defaults, factories)
-    defaults, factories = template
-    fields = dict(defaults)
-    for name, factory in factories.items():
-        if name not in values:
-            fields[name] = factory()
-    fields.update(values)
-    instance = model.__new__(model)
-    object.__setattr__(instance, "__dict__", fields)
-    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
-    object.__setattr__(instance, "__pydantic_extra__", None)
-    object.__setattr__(instance, "__pydantic_private__", None)
-    return instance
+    made = _new(model)
+    _set(made, "__dict__", fields)
+    _set(made, "__pydantic_fields_set__", set(fields))
+    _set(made, "__pydantic_extra__", None)
+    _set(made, "__pydantic_private__", None)
+    return made
 
 
 def record_for(
@@ -167,43 +170,55 @@ def record_for(
     participants = event.participants
     external = [p for p in participants if p.external]
     files = event.body.files
-    return construct(
+    timings = instance(
+        RecordTimings,
+        {
+            "resolve_ms": event.resolve_ms,
+            "decide_ms": decide_ms,
+            "total_ms": max(0.0, (time.time() - event.time) * 1000),
+        },
+    )
+    return instance(
         DecisionRecord,
-        decision_id=event.id,
-        time=event.time,
-        ruleset_version=verdict.ruleset_version,
-        interceptor=event.interceptor,
-        client_ip=event.client_ip,
-        front_door=event.front_door,
-        method=event.method,
-        host=event.host,
-        path=event.path,
-        action=event.action,
-        conversation=event.conversation,
-        message_id=event.message_id,
-        actor=event.actor,
-        credential_status=event.credential.status,
-        location=event.location,
-        federated=event.federated,
-        participant_count=len(participants),
-        participants=participants[:MAX_RECORD_PARTICIPANTS],
-        participants_truncated=len(participants) > MAX_RECORD_PARTICIPANTS,
-        external_participants=external[:MAX_RECORD_PARTICIPANTS],
-        targets=event.targets,
-        has_files=bool(files),
-        file_names=[f.name for f in files],
-        message_type=event.body.message_type,
-        context=event.context,
-        rules=verdict.rules,
-        decision=verdict.decision,
-        would_block=would_block,
-        status=verdict.status,
-        headers_added=verdict.headers,
-        reason=verdict.reason,
-        timings=construct(
-            RecordTimings,
-            resolve_ms=event.resolve_ms,
-            decide_ms=decide_ms,
-            total_ms=max(0.0, (time.time() - event.time) * 1000),
-        ),
+        {
+            "schema_version": SCHEMA_VERSION,
+            "decision_id": event.id,
+            "time": event.time,
+            "ruleset_version": verdict.ruleset_version,
+            "interceptor": event.interceptor,
+            "client_ip": event.client_ip,
+            "front_door": event.front_door,
+            "method": event.method,
+            "host": event.host,
+            "path": event.path,
+            "action": event.action,
+            "conversation": event.conversation,
+            "message_id": event.message_id,
+            "actor": event.actor,
+            "credential_status": event.credential.status,
+            "location": event.location,
+            "federated": event.federated,
+            "participant_count": len(participants),
+            "participants": participants[:MAX_RECORD_PARTICIPANTS],
+            "participants_truncated": len(participants) > MAX_RECORD_PARTICIPANTS,
+            "external_participants": external[:MAX_RECORD_PARTICIPANTS],
+            "targets": event.targets,
+            "has_files": bool(files),
+            "file_names": [f.name for f in files],
+            "message_type": event.body.message_type,
+            "text": None,  # the decider does not record message text
+            "context": event.context,
+            "rules": verdict.rules,
+            "decision": verdict.decision,
+            "would_block": would_block,
+            "status": verdict.status,
+            "headers_added": verdict.headers,
+            "reason": verdict.reason,
+            "timings": timings,
+            # Set by the audit service when it chains the record.
+            "chain": None,
+            "chain_seq": None,
+            "prev_hash": None,
+            "hash": None,
+        },
     )

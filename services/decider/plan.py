@@ -36,17 +36,16 @@ class Step:
     assumed: tuple[str, ...]
     actor_conditions: tuple[Condition, ...] = ()
     variants: dict[tuple[Any, ...], Step | None] = field(default_factory=dict, compare=False)
+    # The condition of a step that has only one (most do), for the matcher's fast path.
+    single: Condition | None = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        only = self.conditions[0] if len(self.conditions) == 1 else None
+        object.__setattr__(self, "single", only)
 
     def test(self, facts: Facts) -> tuple[str, ...] | None:
         """None when the rule does not match; else the facts it assumed."""
-        conditions = self.conditions
-        if len(conditions) == 1:  # most steps: one call, no list
-            outcome = conditions[0](facts)
-            if outcome is True:
-                return self.assumed
-            if outcome is False:
-                return None
-        extra = unknown_facts(conditions, facts)
+        extra = unknown_facts(self.conditions, facts)
         if extra is None:
             return None
         if not extra:

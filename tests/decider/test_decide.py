@@ -274,6 +274,8 @@ def test_the_fast_built_verdict_and_record_equal_validated_copies() -> None:
     verdict, record = run(rules, actor=ALICE, participants=[BOB], files=["a.xlsx"])
     assert Verdict.model_validate(verdict.model_dump()) == verdict
     assert DecisionRecord.model_validate(record.model_dump()) == record
+    for made in (verdict, record, record.timings):
+        assert set(vars(made)) == set(type(made).model_fields), type(made).__name__
     assert decode(DecisionRecord, encode(record)) == record
     assert decode(Verdict, encode(verdict)).body == verdict.body
 
