@@ -79,14 +79,24 @@ class Step:
 class TextGate:
     """The text conditions of a plan's text-only steps, asked together: when the
     message has none of their words and the shared screen finds none of their
-    patterns, every one of them is false and the steps are skipped at once."""
+    patterns, every one of them is false and the steps are skipped at once.
 
-    __slots__ = ("headless", "heads", "phrases", "screen", "whole_words")
+    A few keywords are looked for as plain substrings of the folded text (a word is
+    also a substring, so nothing is missed); many, against the text's word set.
+    """
+
+    __slots__ = ("headless", "probes", "screen", "words")
+
+    MAX_PROBES = 24
 
     def __init__(self, texts: list[TextMatches]) -> None:
-        self.whole_words = frozenset().union(*(t.whole_words for t in texts))
-        self.heads = frozenset().union(*(t.heads for t in texts))
-        self.phrases = any(t.phrases for t in texts)
+        words: set[str] = set()
+        for text in texts:
+            words |= text.whole_words
+            if text.phrases:
+                words |= text.heads
+        self.words = frozenset(words)
+        self.probes = tuple(sorted(words)) if len(words) <= self.MAX_PROBES else None
         self.headless = any(t.headless for t in texts)
         screens = {t.screen for t in texts if t.regex is not None}
         self.screen = screens.pop() if screens else None
@@ -105,18 +115,21 @@ class TextGate:
 
     def open(self, facts: Facts) -> bool:
         """False only when every gated condition is certainly false for this event
-        (mirrors :meth:`TextMatches.__call__`)."""
+        (see :meth:`TextMatches.__call__`)."""
         event = facts.event
         body = event.body
-        if body.parse_error or event.body_truncated:
+        if body.parse_error or event.body_truncated or self.headless:
             return True
         if not body.text:
             return False
-        words = facts.words
-        if not self.whole_words.isdisjoint(words):
-            return True
-        if self.phrases and (self.headless or not self.heads.isdisjoint(words)):
-            return True
+        if self.probes is None:
+            if not self.words.isdisjoint(facts.words):
+                return True
+        else:
+            folded = facts.folded_text
+            for probe in self.probes:
+                if probe in folded:
+                    return True
         return self.screen is not None and facts.screened(self.screen)
 
 

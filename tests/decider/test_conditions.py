@@ -257,3 +257,30 @@ def test_each_text_pattern_matches_as_it_would_searched_on_its_own(text: str) ->
         f"P{i}" for i, p in enumerate(SCREENED_PATTERNS) if re.search(p, plain, re.IGNORECASE)
     }
     assert {r.name for r in verdict.rules} == expected
+
+
+@pytest.mark.parametrize("count", [3, 40])
+@pytest.mark.parametrize(
+    ("text", "hit"),
+    [
+        ("a note about word7 today", "K7"),
+        ("say the phrase 9 now", "K9"),
+        ("WORD2.", "K2"),
+        ("word7x and xword7 and phrase 9x", None),
+        ("nothing at all", None),
+    ],
+)
+def test_a_keyword_is_found_among_few_or_many_text_rules(
+    count: int, text: str, hit: str | None
+) -> None:
+    """Few keywords are probed as substrings, many through the word set: both find
+    exactly the whole words and phrases."""
+    rules_text = "".join(
+        f"  - name: K{i}\n    when:\n      text: {{keywords: [word{i}, 'phrase {i}']}}\n"
+        "    then: [{log: k}]\n"
+        for i in range(count)
+    )
+    rules = compile_rules(HEADER + "rules:\n" + rules_text)
+    verdict, _ = decide(event_from_spec({"text": text}, rules), rules)
+    expected = {hit} if hit and int(hit[1:]) < count else set()
+    assert {r.name for r in verdict.rules} == expected
