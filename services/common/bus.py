@@ -21,7 +21,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from prometheus_client import Counter, Gauge
 
 from services.common.contracts import Subjects
-from services.common.ops import HealthServer, configure_logging
+from services.common.ops import HealthServer, configure_logging, settle_heap
 from services.common.settings import ServiceSettings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ class BusService:
 
         self.nc = await connect(self.settings, instance_name(self.name))
         await self.setup()
+        settle_heap()
         log.info("%s ready", self.name)
 
     async def stop(self) -> None:

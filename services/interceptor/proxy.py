@@ -29,7 +29,7 @@ from mitmproxy.master import Master
 
 from services.common.bus import connect
 from services.common.contracts import instance_name
-from services.common.ops import HealthServer, configure_logging, spawn
+from services.common.ops import HealthServer, configure_logging, settle_heap, spawn
 from services.common.settings import SettingsError
 from services.interceptor.addon import Interceptor
 from services.interceptor.hooks import use_hook_index
@@ -92,6 +92,7 @@ async def serve(settings: InterceptorSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
     log.info("proxy listening on %s:%d", settings.listen_host, settings.listen_port)
+    settle_heap()
     try:
         await master.run()
     finally:

@@ -83,7 +83,7 @@ def test_each_target_is_judged_with_its_measured_figure(
         "1. firewall / stock mitmdump throughput",
         "2. added latency p50",
         "2. added latency p99",
-        "4. decider at 100 rules",
+        "4. decider verdict at 100 rules",
     }
     for name, target in judged.items():
         line = next(line for line in stdout.splitlines() if line.strip().startswith(name))
@@ -95,6 +95,7 @@ def test_the_component_benchmarks_gave_their_figures(
 ) -> None:
     _, figures = tiny_run
     assert set(figures["decider_us"]) == {"10", "100", "1000"}
+    assert set(figures["decider_with_record_us"]) == {"10", "100", "1000"}
     resolver = figures["resolver"]
     assert resolver["cold_calls"] > 0
     assert resolver["warm2_participants"] > 1000

@@ -12,7 +12,9 @@ from tfw.bench.report import Report
 from tfw.stack import ROOT
 
 COMPONENT_TIMEOUT_S = 300
-_DECIDER_LINE = re.compile(r"^\s*(\d+) rules: median\s+([\d.]+) µs/decision")
+_DECIDER_LINE = re.compile(
+    r"^\s*(\d+) rules: verdict median\s+([\d.]+) µs .*; with the record ([\d.]+) µs"
+)
 _COLD_CALLS = re.compile(r"^\s*calls (\d+):")
 _COLD_WALL = re.compile(r"^\s*wall time (\d+) ms")
 _WARM_HEAD = re.compile(r"^warm, (\S+) \((\d+) participants\)")
@@ -34,13 +36,14 @@ def _run(module: str, args: list[str]) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-def decider_figures(output: str) -> dict[int, float]:
-    """µs per decision by rule count, from the decider benchmark's output."""
+def decider_figures(output: str) -> dict[int, tuple[float, float]]:
+    """µs per verdict and per decision with its record, by rule count, from the
+    decider benchmark's output."""
     figures = {}
     for line in output.splitlines():
         found = _DECIDER_LINE.match(line)
         if found:
-            figures[int(found.group(1))] = float(found.group(2))
+            figures[int(found.group(1))] = (float(found.group(2)), float(found.group(3)))
     return figures
 
 
