@@ -111,8 +111,16 @@ async def test_the_forwarder_durable_consumer_is_separate_from_the_archive_one(
     try:
         await publish(nc, subjects, records(3))
         await receiver.wait_for(3)
-        info = await nc.jetstream().consumer_info(subjects.decision_stream, "audit-syslog")
-        assert info.num_ack_pending == 0 and info.delivered.stream_seq == 3
+        # The forwarder acknowledges each record once its receiver has it: just after.
+        async with asyncio.timeout(10):
+            while True:
+                info = await nc.jetstream().consumer_info(
+                    subjects.decision_stream, "audit-syslog"
+                )
+                if info.num_ack_pending == 0:
+                    break
+                await asyncio.sleep(0.05)
+        assert info.delivered.stream_seq == 3
         consumers = await nc.jetstream().consumers_info(subjects.decision_stream)
         assert [c.name for c in consumers] == ["audit-syslog"]
     finally:
