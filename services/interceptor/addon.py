@@ -30,13 +30,18 @@ from services.common.contracts import (
 )
 from services.interceptor.ask import FailMode, ask, payload_cap, request_packet
 from services.interceptor.metrics import (
-    CONNECTIONS,
+    CONNECTIONS_DECRYPTED,
+    CONNECTIONS_TUNNELLED,
     FAILURES,
     LATENCY,
-    REQUESTS,
+    REQUESTS_DECIDED,
+    REQUESTS_PASSED,
+    REQUESTS_READ,
+    REQUESTS_REFUSED,
     TLS_CLIENT_FAILURES,
     UNKNOWN_HOSTS,
-    VERDICTS,
+    VERDICTS_ALLOW,
+    VERDICTS_BLOCK,
 )
 from services.interceptor.observe import Observer, has_credentials
 from services.interceptor.scope import (
@@ -137,9 +142,9 @@ class Interceptor:
             should_decrypt(host, consumer) for host in hosts
         ):
             data.ignore_connection = True
-            CONNECTIONS.labels("tunnelled").inc()
+            CONNECTIONS_TUNNELLED.inc()
             return
-        CONNECTIONS.labels("decrypted").inc()
+        CONNECTIONS_DECRYPTED.inc()
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
         """A client that does not trust the CA: an operator's problem, never a bypass."""
@@ -215,10 +220,10 @@ class Interceptor:
             self.observer.offer_token(request.method, host, path, request.headers)
         _frame_body(request)
         if not decided.decide:
-            REQUESTS.labels("read" if decided.chat_service else "passed").inc()
+            (REQUESTS_READ if decided.chat_service else REQUESTS_PASSED).inc()
             self._forwarded_for(flow, decided)
             return
-        REQUESTS.labels("decided").inc()
+        REQUESTS_DECIDED.inc()
         started = time.perf_counter()
         try:
             verdict = await self.ask(flow, decision_id, host, path)
@@ -287,7 +292,7 @@ class Interceptor:
                 status,
                 verdict.body or block_body(verdict.decision_id, reason, status),
             )
-            VERDICTS.labels("block").inc()
+            VERDICTS_BLOCK.inc()
             return
         for name, value in verdict.headers.items():
             if not _HEADER_NAME.match(name) or name.lower() in _PROTECTED_HEADERS:
@@ -295,7 +300,7 @@ class Interceptor:
             if not _HEADER_VALUE.match(value):
                 raise FailMode("bad_verdict", "the verdict asks for an unsafe header value")
             flow.request.headers[name] = value
-        VERDICTS.labels("allow").inc()
+        VERDICTS_ALLOW.inc()
 
     def fail(self, flow: http.HTTPFlow, decision_id: str, cause: str, reason: str) -> None:
         """Apply the fail mode of the request's action class, logged and counted."""
@@ -340,7 +345,7 @@ class Interceptor:
         )
 
     def _refuse(self, flow: http.HTTPFlow, host: str) -> None:
-        REQUESTS.labels("refused").inc()
+        REQUESTS_REFUSED.inc()
         log.warning("refused to proxy %s for %s: not a Teams host", host, _peer(flow))
         flow.response = http.Response.make(
             403,
