@@ -160,6 +160,10 @@ class InterceptedRequest(Contract):
     body: bytes = b""
     body_size: int = 0
     body_truncated: bool = False
+    # The interceptor takes the decision record's JetStream acknowledgement itself: the
+    # decider sends the record with the interceptor's reply subject, so the
+    # acknowledgement travels beside the verdict instead of after it (RECORD_ACK_HEADER).
+    record_ack: bool = False
 
 
 # --- resolver -> decider --------------------------------------------------------------
@@ -264,6 +268,7 @@ class EnrichedEvent(Contract):
     body_truncated: bool = False
     context: Provenance = Field(default_factory=lambda: Provenance(source=ContextSource.NOT_NEEDED))
     resolve_ms: float = 0.0
+    record_ack: bool = False  # copied from the InterceptedRequest
 
 
 # --- decider -> interceptor -----------------------------------------------------------
@@ -398,6 +403,10 @@ class RuleSetDocument(Contract):
 
 ERROR_CODE_HEADER = "Tfw-Error-Code"
 ERROR_TEXT_HEADER = "Tfw-Error"
+# On a verdict: its decision record was published with the same reply subject, and
+# the value names the stream whose acknowledgement the interceptor must also receive
+# before it applies the verdict.
+RECORD_ACK_HEADER = "Tfw-Record-Ack"
 
 
 def error_headers(code: str, detail: str) -> dict[str, str]:

@@ -1,8 +1,17 @@
 """The decider: ``<prefix>.v1.enriched`` in, a verdict to the interceptor's inbox out.
 
-Each decision is published to JetStream (``Nats-Msg-Id`` = decision id) and its ack
-awaited before the verdict is sent: a decision that could not be recorded is not
-enforced as an allow, it gets the fail mode (block) and says so.
+Each decision record is published to JetStream (``Nats-Msg-Id`` = decision id), and no
+verdict takes effect before JetStream has stored its record, in one of two ways:
+
+- the interceptor takes the acknowledgement itself (``record_ack`` in the event, set
+  by current interceptors): the verdict goes to the interceptor's inbox, marked with
+  ``Tfw-Record-Ack``, and the record is published with that same inbox as its reply
+  subject, so JetStream's acknowledgement (or its refusal) reaches the interceptor
+  beside the verdict; the interceptor applies the verdict only once the record is
+  acknowledged and fails closed otherwise. The wait for the acknowledgement then
+  overlaps the verdict's trip instead of following it;
+- otherwise the decider awaits the acknowledgement before it answers, and a decision
+  that could not be recorded is answered as a block that says so.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from prometheus_client import Counter, Gauge
 from services.common.bus import BusService, decision_stream_config, watch_key
 from services.common.contracts import (
     QUEUE_DECIDER,
+    RECORD_ACK_HEADER,
     ContractError,
     Decision,
     EnrichedEvent,
@@ -40,6 +50,10 @@ log = logging.getLogger(__name__)
 
 DECISIONS = Counter("tfw_decider_decisions_total", "Decisions made", ["decision"])
 ERRORS = Counter("tfw_decider_errors_total", "Events answered with an error", ["code"])
+RECORD_PATH = Gauge(
+    "tfw_decider_record_path_up",
+    "1 while the decision stream takes records (checked every TFW_RECORD_CHECK_S)",
+)
 RECORD_FAILURES = Counter(
     "tfw_decider_record_failures_total", "Decisions JetStream did not acknowledge"
 )
@@ -57,6 +71,9 @@ class Decider(BusService):
         self.js: JetStreamContext | None = None
         self._limit = asyncio.Semaphore(settings.max_in_flight)
         self._listening = False
+        # Whether the decision stream takes records: while it does not, no verdict goes
+        # out before its record is stored (see the module's docstring).
+        self._records_flow = True
         self.health.add_check("rules", lambda: self.rules is not None)
         # Ready only once events are taken: a local rule file is loaded before the
         # bucket is read and the subscription made.
@@ -79,6 +96,7 @@ class Decider(BusService):
             await asyncio.wait_for(ready.wait(), 5.0)
         except TimeoutError:
             log.warning("rule bucket not read within 5 s; using the local rule file only")
+        spawn(self.watch_record_path(), "decider-record-path")
         await self.nc.subscribe(self.subjects.enriched, queue=QUEUE_DECIDER, cb=self.on_enriched)
         # The server knows the subscription only once a round trip has passed.
         await self.nc.flush(timeout=max(1, int(self.settings.nats_connect_timeout_s)))
@@ -113,6 +131,32 @@ class Decider(BusService):
         except nats.js.errors.NotFoundError:
             await self.js.add_stream(config)
             log.info("created stream %s", config.name)
+
+    async def watch_record_path(self) -> None:
+        """Check every ``record_check_s`` that the decision stream is there to take
+        records. When the interceptor takes the acknowledgements, a missing stream
+        would otherwise show only as a verdict whose acknowledgement never comes."""
+        assert self.nc is not None and self.js is not None
+        while not self.nc.is_closed:
+            await asyncio.sleep(self.settings.record_check_s)
+            try:
+                await asyncio.wait_for(
+                    self.js.stream_info(self.subjects.decision_stream),
+                    self.settings.publish_timeout_s,
+                )
+                flowing = True
+            except (nats.errors.Error, TimeoutError):
+                flowing = False
+            if flowing != self._records_flow:
+                log.log(
+                    logging.INFO if flowing else logging.ERROR,
+                    "decision stream %s %s",
+                    self.subjects.decision_stream,
+                    "takes records again" if flowing else "cannot take records: each "
+                    "decision now waits for its record and fails closed",
+                )
+            self._records_flow = flowing
+            RECORD_PATH.set(1 if flowing else 0)
 
     def use(self, rules: RuleSet) -> None:
         """Make ``rules`` the active rule set. One reference assignment: a request in
@@ -178,6 +222,22 @@ class Decider(BusService):
                 msg.reply, b"", headers=error_headers("internal", "decider failed")
             )
             return
+        if event.record_ack and self._records_flow:
+            # The verdict first, then the record: a refusal of the record (a 503 when
+            # the stream is missing) then always reaches the interceptor after the
+            # verdict, never where it could be taken for "no decider".
+            DECISIONS.labels(verdict.decision.value).inc()
+            stream = self.subjects.decision_stream
+            await self.nc.publish(
+                msg.reply, encode(verdict), headers={RECORD_ACK_HEADER: stream}
+            )
+            await self.nc.publish(
+                self.subjects.decision(record.decision),
+                encode(record),
+                reply=msg.reply,
+                headers={"Nats-Msg-Id": record.decision_id, "Nats-Expected-Stream": stream},
+            )
+            return
         try:
             await self.js.publish(
                 self.subjects.decision(record.decision),
@@ -188,6 +248,7 @@ class Decider(BusService):
             )
         except (nats.errors.Error, TimeoutError) as exc:
             RECORD_FAILURES.inc()
+            self._records_flow = False  # until the stream answers a check again
             log.error(
                 "decision %s not recorded (%s): failing closed",
                 event.id,

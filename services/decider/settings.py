@@ -17,3 +17,10 @@ class DeciderSettings(ServiceSettings):
     stream_max_bytes: int = Field(default=10 * 1024**3, gt=0)
     stream_replicas: int = Field(default=1, ge=1, le=5)
     max_in_flight: int = Field(default=512, ge=1, le=10_000)
+    record_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="how often the decision stream is checked; while it cannot take "
+        "records, every decision waits for its record and is blocked at once if it fails",
+    )

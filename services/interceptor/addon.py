@@ -28,7 +28,7 @@ from services.common.contracts import (
     block_body,
     new_decision_id,
 )
-from services.interceptor.ask import FailMode, ask, payload_cap, request_packet
+from services.interceptor.ask import Asker, FailMode, payload_cap, request_packet
 from services.interceptor.metrics import (
     CONNECTIONS_DECRYPTED,
     CONNECTIONS_TUNNELLED,
@@ -96,6 +96,7 @@ class Interceptor:
             settings.token_reobserve_s,
         )
         self._nc: NATS | None = None
+        self._asker: Asker | None = None
         self._unknown_hosts: set[str] = set()
 
     @property
@@ -269,9 +270,13 @@ class Interceptor:
         nc = self.nc
         if nc is None or not nc.is_connected:
             raise FailMode("nats_down", "the decision service is unreachable")
+        if self._asker is None or self._asker.nc is not nc:
+            self._asker = Asker(nc)
         cap = payload_cap(self.settings.body_cap_bytes, nc)
         packet = request_packet(flow, decision_id, host, path, cap, self.instance)
-        return await ask(nc, self.subjects.intercepted, packet, self.settings.decide_timeout_s)
+        return await self._asker.ask(
+            self.subjects.intercepted, packet, self.settings.decide_timeout_s
+        )
 
     # --- applying -----------------------------------------------------------------------
 

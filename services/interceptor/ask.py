@@ -1,17 +1,23 @@
 """Asking for a verdict: the packet the resolver reads, and one request-reply on
-``<prefix>.v1.intercepted`` whose every failure is a :class:`FailMode`."""
+``<prefix>.v1.intercepted`` (with the record's acknowledgement beside the verdict)
+whose every failure is a :class:`FailMode`."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 import zlib
 
 import nats.errors
+import orjson
 from mitmproxy import http
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from services.common.contracts import (
     ERROR_CODE_HEADER,
+    RECORD_ACK_HEADER,
     ContractError,
     InterceptedRequest,
     Verdict,
@@ -120,30 +126,96 @@ def request_packet(
         body=body,
         body_size=len(request.raw_content or b""),
         body_truncated=truncated,
+        record_ack=True,
     )
 
 
-async def ask(nc: NATS, subject: str, packet: InterceptedRequest, timeout_s: float) -> Verdict:
-    """Send the packet and read the verdict; anything but a verdict for this very
-    request raises :class:`FailMode`."""
-    payload = encode(packet)
-    if nc.max_payload and len(payload) > nc.max_payload:
-        raise FailMode("too_large", "the request headers are too large to decide")
-    try:
-        reply = await nc.request(subject, payload, timeout=timeout_s)
-    except nats.errors.NoRespondersError:
-        raise FailMode("no_responders", "no decision service is running") from None
-    except (TimeoutError, nats.errors.TimeoutError):
-        raise FailMode("timeout", "no verdict within the timeout") from None
-    except nats.errors.Error as exc:
-        raise FailMode("nats_error", f"bus error: {type(exc).__name__}") from None
-    if reply.headers and ERROR_CODE_HEADER in reply.headers:
-        code = reply.headers[ERROR_CODE_HEADER][:64]
+STATUS_HEADER = "Status"  # a NATS status reply: "503" when nobody listens
+RECORD_FAILED = "the decision could not be recorded: fail closed"
+
+
+class Asker:
+    """Verdicts by request-reply on one wildcard inbox, where a request may get two
+    answers: the verdict and, when the verdict carries ``Tfw-Record-Ack``, JetStream's
+    acknowledgement of its decision record. A verdict takes effect only once its
+    record is acknowledged; a refused, missing or late acknowledgement is a
+    :class:`FailMode`, as is anything but a verdict for this very request."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self._prefix = nc.new_inbox()
+        self._waiting: dict[str, asyncio.Queue[Msg]] = {}
+        self._subscribed = False
+
+    async def ask(self, subject: str, packet: InterceptedRequest, timeout_s: float) -> Verdict:
+        payload = encode(packet)
+        if self.nc.max_payload and len(payload) > self.nc.max_payload:
+            raise FailMode("too_large", "the request headers are too large to decide")
+        token = secrets.token_hex(8)
+        replies: asyncio.Queue[Msg] = asyncio.Queue()
+        self._waiting[token] = replies
+        verdict: Verdict | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                if not self._subscribed:
+                    await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+                    self._subscribed = True
+                await self.nc.publish(subject, payload, reply=f"{self._prefix}.{token}")
+                answer = await replies.get()
+                early_ack = None
+                if _looks_like_ack(answer):  # across a cluster it may overtake the verdict
+                    early_ack, answer = answer, await replies.get()
+                verdict = _verdict_of(answer, packet.id)
+                stream = answer.headers.get(RECORD_ACK_HEADER) if answer.headers else None
+                if stream:
+                    _check_record_ack(early_ack or await replies.get(), stream)
+        except TimeoutError:
+            if verdict is not None:
+                raise FailMode("record_timeout", RECORD_FAILED) from None
+            raise FailMode("timeout", "no verdict within the timeout") from None
+        except nats.errors.Error as exc:
+            raise FailMode("nats_error", f"bus error: {type(exc).__name__}") from None
+        finally:
+            del self._waiting[token]
+        return verdict
+
+    async def _on_reply(self, msg: Msg) -> None:
+        replies = self._waiting.get(msg.subject[len(self._prefix) + 1 :])
+        if replies is not None:  # else: late, for a request that gave up
+            replies.put_nowait(msg)
+
+
+def _looks_like_ack(answer: Msg) -> bool:
+    """JetStream's acknowledgement (or refusal) of a publish, not a verdict."""
+    return not answer.headers and answer.data.startswith((b'{"stream"', b'{"error"'))
+
+
+def _verdict_of(answer: Msg, decision_id: str) -> Verdict:
+    headers = answer.headers or {}
+    if headers.get(STATUS_HEADER) == "503":
+        raise FailMode("no_responders", "no decision service is running")
+    if ERROR_CODE_HEADER in headers:
+        code = headers[ERROR_CODE_HEADER][:64]
         raise FailMode("remote_error", f"the decision service reported {code}")
     try:
-        verdict = decode(Verdict, reply.data)
+        verdict = decode(Verdict, answer.data)
     except ContractError as exc:
         raise FailMode("bad_verdict", f"unreadable verdict ({exc.code})") from None
-    if verdict.decision_id != packet.id:
+    if verdict.decision_id != decision_id:
         raise FailMode("bad_verdict", "verdict for another request")
     return verdict
+
+
+def _check_record_ack(answer: Msg, stream: str) -> None:
+    """JetStream's answer to the record's publish: stored in ``stream``, or a failure
+    (a status such as 503 when the stream is missing, or an error object)."""
+    if answer.headers and STATUS_HEADER in answer.headers:
+        raise FailMode("record_failed", RECORD_FAILED)
+    try:
+        ack = orjson.loads(answer.data)
+    except orjson.JSONDecodeError:
+        raise FailMode("record_failed", RECORD_FAILED) from None
+    if not isinstance(ack, dict) or ack.get("stream") != stream or "error" in ack:
+        raise FailMode("record_failed", RECORD_FAILED)
+    if not isinstance(ack.get("seq"), int):
+        raise FailMode("record_failed", RECORD_FAILED)

@@ -79,6 +79,7 @@ def understand(request: InterceptedRequest) -> tuple[EnrichedEvent, ParsedReques
         body=parsed.body.features,
         body_size=request.body_size,
         body_truncated=request.body_truncated,
+        record_ack=request.record_ack,
         context=Provenance(
             source=ContextSource.NOT_NEEDED if conversation is None else ContextSource.UNRESOLVED,
             reason=None if conversation is None else "context not looked at yet",

@@ -11,17 +11,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
+import nats.errors
 import nats.js.errors
+import orjson
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from services.common.contracts import (
+    RECORD_ACK_HEADER,
     Action,
     Actor,
     Conversation,
     ConversationType,
     Credential,
     CredentialStatus,
+    Decision,
+    DecisionRecord,
     EnrichedEvent,
     Location,
     Participant,
@@ -340,3 +346,65 @@ async def test_a_large_rule_set_is_swapped_in_under_load_without_a_lost_request(
     assert answered and all(v.decision.value == "block" for v in answered)
     assert {v.ruleset_version for v in answered} <= {v1, v_big}
     assert (await running.ask()).ruleset_version == v_big
+
+
+async def answers(running: Running, event: EnrichedEvent, count: int) -> list[Msg]:
+    """What arrives on a fresh inbox for ``event``: ``count`` messages, or fewer
+    within two seconds."""
+    inbox = running.nc.new_inbox()
+    got: list[Msg] = []
+    sub = await running.nc.subscribe(inbox)
+    await running.nc.publish(running.subjects.enriched, encode(event), reply=inbox)
+    try:
+        async with asyncio.timeout(2):
+            while len(got) < count:
+                got.append(await sub.next_msg(timeout=2))
+    except (TimeoutError, nats.errors.TimeoutError):
+        pass
+    finally:
+        await sub.unsubscribe()
+    return got
+
+
+async def test_the_interceptor_gets_the_verdict_and_the_record_acknowledgement_beside_it(
+    running: Running, tmp_path: Path
+) -> None:
+    assert await running.push(V1, tmp_path) == 0
+    await running.wait_for(compile_rules(V1).version)
+    asked = event()
+    asked.record_ack = True
+    verdict_msg, ack_msg = await answers(running, asked, 2)
+    stream = running.subjects.decision_stream
+    assert verdict_msg.headers == {RECORD_ACK_HEADER: stream}
+    assert decode(Verdict, verdict_msg.data).decision_id == asked.id
+    ack = orjson.loads(ack_msg.data)
+    assert ack["stream"] == stream and isinstance(ack["seq"], int)
+    stored = await running.nc.jetstream().get_msg(stream, ack["seq"])
+    assert decode(DecisionRecord, stored.data).decision_id == asked.id
+
+
+@pytest.mark.parametrize("record_ack", [False, True])
+async def test_without_a_stream_to_record_in_every_decision_is_blocked_at_once(
+    nats_url: str, tmp_path: Path, record_ack: bool
+) -> None:
+    prefix = "tdec" + secrets.token_hex(3)
+    decider = Decider(settings_for(nats_url, prefix, record_check_s="0.1"))
+    await decider.start()
+    nc = await nats.connect(nats_url)
+    running = Running(decider, nc, Subjects(prefix), nats_url)
+    try:
+        assert await running.push(V1, tmp_path) == 0
+        await running.wait_for(compile_rules(V1).version)
+        await nc.jetstream().delete_stream(running.subjects.decision_stream)
+        await asyncio.sleep(0.5)  # the decider's check notices
+        asked = event()
+        asked.record_ack = record_ack
+        (only,) = await answers(running, asked, 2)
+        verdict = decode(Verdict, only.data)
+        assert not only.headers
+        assert verdict.decision is Decision.BLOCK
+        assert verdict.reason == "the decision could not be recorded: fail closed"
+    finally:
+        await decider.stop()
+        await remove(nc, running.subjects)
+        await nc.close()

@@ -23,13 +23,15 @@ SEND = (
 
 
 class FakeReply:
-    def __init__(self, data: bytes, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self.subject = subject
         self.data = data
         self.headers = headers
 
 
 class FakeBus:
-    """Answers every request with what ``answer`` returns for the decision id."""
+    """Answers every request on its reply inbox with what ``answer`` returns for the
+    decision id (a verdict without a record acknowledgement to wait for)."""
 
     is_connected = True
     is_closed = False
@@ -38,11 +40,20 @@ class FakeBus:
     def __init__(self, answer: Any) -> None:
         self.answer = answer
         self.asked: list[bytes] = []
+        self.inboxes: list[tuple[str, Any]] = []
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> FakeReply:
+    def new_inbox(self) -> str:
+        return "_INBOX.fake"
+
+    async def subscribe(self, subject: str, cb: Any) -> None:
+        self.inboxes.append((subject.removesuffix("*"), cb))
+
+    async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
         self.asked.append(payload)
         decision_id = orjson.loads(payload)["id"]
-        return FakeReply(self.answer(decision_id))
+        for prefix, cb in self.inboxes:
+            if reply.startswith(prefix):
+                await cb(FakeReply(reply, self.answer(decision_id)))
 
 
 def allowing(decision_id: str, **fields: Any) -> bytes:
