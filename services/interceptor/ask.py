@@ -24,6 +24,7 @@ from services.common.contracts import (
     decode,
     encode,
 )
+from services.interceptor.metrics import RECORD_WAIT
 from services.interceptor.scope import bare_host
 
 FORWARDED_HEADERS = frozenset(
@@ -168,7 +169,9 @@ class Asker:
                 verdict = _verdict_of(answer, packet.id)
                 stream = answer.headers.get(RECORD_ACK_HEADER) if answer.headers else None
                 if stream:
+                    arrived = time.perf_counter()
                     _check_record_ack(early_ack or await replies.get(), stream)
+                    RECORD_WAIT.observe(time.perf_counter() - arrived)
         except TimeoutError:
             if verdict is not None:
                 raise FailMode("record_timeout", RECORD_FAILED) from None

@@ -38,6 +38,12 @@ LATENCY = Histogram(
     "Time from a controlled request to its verdict",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 2, 5),
 )
+RECORD_WAIT = Histogram(
+    "tfw_interceptor_record_wait_seconds",
+    "Time a verdict waited for its record's acknowledgement after it arrived (0: the "
+    "acknowledgement came first)",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.5, 5),
+)
 
 # The label values the hot path uses, bound once (a ``labels()`` lookup per request
 # showed in the interceptor's profile); they also appear at 0 from the start.
