@@ -69,59 +69,54 @@ def verdict_for(msg: Msg) -> bytes:
     return encode(Verdict(decision_id=decision_id, decision=Decision.ALLOW))
 
 
-async def verdict_then_record(nc: NATS, msg: Msg, subjects: Subjects) -> None:
-    """What the decider does for a current interceptor."""
-    stream = subjects.decision_stream
+async def send_verdict(nc: NATS, msg: Msg, stream: str) -> None:
     await nc.publish(msg.reply, verdict_for(msg), headers={RECORD_ACK_HEADER: stream})
+
+
+async def send_record(nc: NATS, msg: Msg, subjects: Subjects, expected_stream: str) -> None:
+    """The record, as the decider publishes it: its acknowledgement to the asker."""
     await nc.publish(
         f"{subjects.prefix}.v1.decisions.allow",
         b"{}",
         reply=msg.reply,
-        headers={"Nats-Msg-Id": secrets.token_hex(8), "Nats-Expected-Stream": stream},
+        headers={"Nats-Msg-Id": secrets.token_hex(8), "Nats-Expected-Stream": expected_stream},
     )
+
+
+async def verdict_then_record(nc: NATS, msg: Msg, subjects: Subjects) -> None:
+    """What the decider does for a current interceptor."""
+    await send_verdict(nc, msg, subjects.decision_stream)
+    await send_record(nc, msg, subjects, subjects.decision_stream)
 
 
 async def record_then_verdict(nc: NATS, msg: Msg, subjects: Subjects) -> None:
     """The acknowledgement may well arrive first: the order must not matter."""
-    stream = subjects.decision_stream
-    await nc.publish(
-        f"{subjects.prefix}.v1.decisions.allow",
-        b"{}",
-        reply=msg.reply,
-        headers={"Nats-Expected-Stream": stream},
-    )
+    await send_record(nc, msg, subjects, subjects.decision_stream)
     await asyncio.sleep(0.2)
-    await nc.publish(msg.reply, verdict_for(msg), headers={RECORD_ACK_HEADER: stream})
+    await send_verdict(nc, msg, subjects.decision_stream)
 
 
 async def verdict_without_record(nc: NATS, msg: Msg, subjects: Subjects) -> None:
-    stream = subjects.decision_stream
-    await nc.publish(msg.reply, verdict_for(msg), headers={RECORD_ACK_HEADER: stream})
+    await send_verdict(nc, msg, subjects.decision_stream)
 
 
 async def record_to_nowhere(nc: NATS, msg: Msg, subjects: Subjects) -> None:
     """No stream takes the record: no acknowledgement comes (nats-server tells only the
     publisher that nobody listened)."""
-    stream = subjects.decision_stream
-    await nc.publish(msg.reply, verdict_for(msg), headers={RECORD_ACK_HEADER: stream})
+    await send_verdict(nc, msg, subjects.decision_stream)
     await nc.publish(f"{subjects.prefix}.v1.nowhere", b"{}", reply=msg.reply)
 
 
 async def record_refused(nc: NATS, msg: Msg, subjects: Subjects) -> None:
     """The stream refuses the record (here: it expects another stream name)."""
-    stream = subjects.decision_stream
-    await nc.publish(msg.reply, verdict_for(msg), headers={RECORD_ACK_HEADER: stream})
-    await nc.publish(
-        f"{subjects.prefix}.v1.decisions.allow",
-        b"{}",
-        reply=msg.reply,
-        headers={"Nats-Expected-Stream": "NOT_THIS_ONE"},
-    )
+    await send_verdict(nc, msg, subjects.decision_stream)
+    await send_record(nc, msg, subjects, "NOT_THIS_ONE")
 
 
 async def record_to_another_stream(nc: NATS, msg: Msg, subjects: Subjects) -> None:
-    await nc.publish(msg.reply, verdict_for(msg), headers={RECORD_ACK_HEADER: "ELSEWHERE"})
-    await nc.publish(f"{subjects.prefix}.v1.decisions.allow", b"{}", reply=msg.reply)
+    """The verdict names another stream than the one that stored the record."""
+    await send_verdict(nc, msg, "ELSEWHERE")
+    await send_record(nc, msg, subjects, subjects.decision_stream)
 
 
 async def asking(bus: Bus, answer: Answer, timeout_s: float = 2.0) -> Verdict:
