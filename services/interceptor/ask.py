@@ -159,8 +159,15 @@ class Asker:
         try:
             async with asyncio.timeout(timeout_s):
                 if not self._subscribed:
-                    await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+                    # Set first: a second request asking meanwhile must not subscribe
+                    # again (every answer would come twice). nats-py queues the SUB
+                    # before it first yields, so no request's PUB can overtake it.
                     self._subscribed = True
+                    try:
+                        await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+                    except BaseException:
+                        self._subscribed = False
+                        raise
                 await self.nc.publish(subject, payload, reply=f"{self._prefix}.{token}")
                 answer = await replies.get()
                 early_ack = None

@@ -169,3 +169,28 @@ async def test_without_a_decision_service_the_ask_fails_at_once(bus: Bus) -> Non
         await Asker(bus.nc).ask(bus.subjects.intercepted, packet("01NOBODY"), 5.0)
     assert failure.value.cause == "no_responders"
     assert time.perf_counter() - started < 2.0
+
+
+async def test_requests_asked_at_once_on_a_new_asker_each_get_their_own_verdict(
+    bus: Bus,
+) -> None:
+    """The first requests of a fresh interceptor, asked at once: each gets its own
+    verdict and record acknowledgement, through one reply subscription."""
+    responder = await nats.connect(bus.nc.connected_url.geturl())  # type: ignore[union-attr]
+
+    async def on_request(msg: Msg) -> None:
+        await verdict_then_record(responder, msg, bus.subjects)
+
+    await responder.subscribe(bus.subjects.intercepted, cb=on_request)
+    await responder.flush()
+    asker = Asker(bus.nc)
+    try:
+        ids = [f"01RACE{n:02d}" for n in range(20)]
+        verdicts = await asyncio.gather(
+            *(asker.ask(bus.subjects.intercepted, packet(i), 5.0) for i in ids)
+        )
+    finally:
+        await responder.close()
+    assert [v.decision_id for v in verdicts] == ids
+    inboxes = [s for s in bus.nc._subs.values() if s.subject.startswith(asker._prefix)]
+    assert len(inboxes) == 1
