@@ -157,7 +157,7 @@ class Asker:
         self._waiting[token] = replies
         verdict: Verdict | None = None
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s) as deadline:
                 if not self._subscribed:
                     # Set first: a second request asking meanwhile must not subscribe
                     # again (every answer would come twice). nats-py queues the SUB
@@ -169,6 +169,11 @@ class Asker:
                         self._subscribed = False
                         raise
                 await self.nc.publish(subject, payload, reply=f"{self._prefix}.{token}")
+                # nats-py swallows a cancellation that lands while it waits to flush its
+                # buffer (more than pending_size queued): then the timeout has fired but
+                # would never interrupt the waits below.
+                if deadline.expired():
+                    raise TimeoutError
                 answer = await replies.get()
                 early_ack = None
                 if _looks_like_ack(answer):  # across a cluster it may overtake the verdict
