@@ -20,6 +20,7 @@ from mitmproxy.test import tflow
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy
+from prometheus_client import REGISTRY
 
 from services.common.bus import decision_stream_config
 from services.common.contracts import (
@@ -40,7 +41,7 @@ from services.common.contracts import (
 from services.decider.service import Decider
 from services.decider.settings import DeciderSettings
 from services.interceptor.addon import Interceptor
-from services.interceptor.ask import Asker, FailMode
+from services.interceptor.ask import RECORD_FAILED, Asker, FailMode
 from services.interceptor.settings import InterceptorSettings
 from tfw.secure import ACCOUNTS_FILE, USERS, accounts_for_prefix, nats_password
 from tfw.stack import Stack, find_nats_server, free_port, wait_for_port
@@ -197,6 +198,11 @@ def accounts_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccountsB
         yield AccountsBus(f"nats://127.0.0.1:{port}", prefix, passwords)
 
 
+def acknowledgements_waited_for() -> float:
+    """Verdicts whose record acknowledgement the interceptor has taken."""
+    return REGISTRY.get_sample_value("tfw_interceptor_record_wait_seconds_count") or 0.0
+
+
 async def test_the_record_acknowledgement_reaches_the_interceptor_under_the_shipped_accounts(
     accounts_bus: AccountsBus, tmp_path: Path
 ) -> None:
@@ -221,11 +227,14 @@ async def test_the_record_acknowledgement_reaches_the_interceptor_under_the_ship
     try:
         await decider.start()
         await relay_as_resolver(resolver, subjects)
+        acknowledged = acknowledgements_waited_for()
         verdict = await Asker(interceptor).ask(
             subjects.intercepted, packet("01ACCT" + secrets.token_hex(4)), 5.0
         )
         assert verdict.decision is Decision.BLOCK
         assert verdict.rules[0].name == "Research may not message Trading"
+        assert verdict.reason != RECORD_FAILED  # the rule's block, not the decider's own
+        assert acknowledgements_waited_for() == acknowledged + 1  # it came to the inbox
         info = await js.stream_info(subjects.decision_stream)
         assert info.state.messages == 1
     finally:
