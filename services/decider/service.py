@@ -231,12 +231,22 @@ class Decider(BusService):
             await self.nc.publish(
                 msg.reply, encode(verdict), headers={RECORD_ACK_HEADER: stream}
             )
-            await self.nc.publish(
-                self.subjects.decision(record.decision),
-                encode(record),
-                reply=msg.reply,
-                headers={"Nats-Msg-Id": record.decision_id, "Nats-Expected-Stream": stream},
-            )
+            try:
+                await self.nc.publish(
+                    self.subjects.decision(record.decision),
+                    encode(record),
+                    reply=msg.reply,
+                    headers={"Nats-Msg-Id": record.decision_id, "Nats-Expected-Stream": stream},
+                )
+            except nats.errors.Error as exc:
+                # The interceptor gets no acknowledgement and blocks at its timeout.
+                RECORD_FAILURES.inc()
+                log.error(
+                    "decision %s not recorded (%s): the interceptor will fail closed",
+                    event.id,
+                    type(exc).__name__,
+                    extra={"decision_id": event.id},
+                )
             return
         try:
             await self.js.publish(

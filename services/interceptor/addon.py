@@ -28,7 +28,13 @@ from services.common.contracts import (
     block_body,
     new_decision_id,
 )
-from services.interceptor.ask import Asker, FailMode, payload_cap, request_packet
+from services.interceptor.ask import (
+    ALWAYS_BLOCK,
+    Asker,
+    FailMode,
+    payload_cap,
+    request_packet,
+)
 from services.interceptor.metrics import (
     CONNECTIONS_DECRYPTED,
     CONNECTIONS_TUNNELLED,
@@ -308,11 +314,14 @@ class Interceptor:
         VERDICTS_ALLOW.inc()
 
     def fail(self, flow: http.HTTPFlow, decision_id: str, cause: str, reason: str) -> None:
-        """Apply the fail mode of the request's action class, logged and counted."""
+        """Apply the fail mode of the request's action class, logged and counted. A
+        decision whose record was not stored blocks whatever the fail mode."""
         request = flow.request
-        mode = self.settings.fail_mode_for(
-            action_class(request.method, request.path, request.raw_content or b"")
-        )
+        mode = "block"
+        if cause not in ALWAYS_BLOCK:
+            mode = self.settings.fail_mode_for(
+                action_class(request.method, request.path, request.raw_content or b"")
+            )
         FAILURES.labels(cause, mode).inc()
         log.error(
             "decision %s failed (%s: %s): fail mode %s",

@@ -132,7 +132,10 @@ def request_packet(
 
 
 STATUS_HEADER = "Status"  # a NATS status reply: "503" when nobody listens
-RECORD_FAILED = "the decision could not be recorded: fail closed"
+RECORD_FAILED = "the decision could not be recorded"
+# Failures that block whatever the fail mode: a verdict came (perhaps a block), but its
+# record was not stored, and no action passes unrecorded.
+ALWAYS_BLOCK = frozenset({"record_failed", "record_timeout"})
 
 
 class Asker:

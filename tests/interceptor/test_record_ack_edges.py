@@ -317,13 +317,6 @@ async def test_a_refused_record_blocks_under_the_default_fail_mode(
     assert flow.metadata["tfw"]["failure"] == "record_failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a record JetStream refuses is a FailMode, so TFW_FAIL_MODE=allow (or an "
-    "allow override for the class) lets the request through unrecorded, even when its "
-    "verdict was a block; before the acknowledgement moved to the interceptor the "
-    "decider answered such a decision with a block whatever the fail mode",
-)
 async def test_a_blocked_message_whose_record_is_refused_stays_blocked_under_an_allow_fail_mode(
     full_stream: FullStream,
 ) -> None:
