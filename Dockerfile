@@ -25,7 +25,7 @@ RUN python -m venv /opt/build \
 COPY deploy/docker/requirements.lock /src/requirements.lock
 RUN /opt/tfw/bin/pip install --no-deps --only-binary=:all: -r /src/requirements.lock
 
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md LICENSE /src/
 COPY services /src/services
 COPY tfw /src/tfw
 COPY deploy/nats/bootstrap.py /opt/tfw/share/teamsfirewall/bootstrap.py
