@@ -32,8 +32,10 @@ from services.common.contracts import (
     RECORD_ACK_HEADER,
     ContractError,
     Decision,
+    DecisionRecord,
     EnrichedEvent,
     RuleSetDocument,
+    Verdict,
     block_body,
     decode,
     encode,
@@ -147,13 +149,13 @@ class Decider(BusService):
                 flowing = True
             except (nats.errors.Error, TimeoutError):
                 flowing = False
-            if flowing != self._records_flow:
-                log.log(
-                    logging.INFO if flowing else logging.ERROR,
-                    "decision stream %s %s",
+            if flowing and not self._records_flow:
+                log.info("decision stream %s takes records again", self.subjects.decision_stream)
+            elif self._records_flow and not flowing:
+                log.error(
+                    "decision stream %s cannot take records: each decision now waits "
+                    "for its record and fails closed",
                     self.subjects.decision_stream,
-                    "takes records again" if flowing else "cannot take records: each "
-                    "decision now waits for its record and fails closed",
                 )
             self._records_flow = flowing
             RECORD_PATH.set(1 if flowing else 0)
@@ -223,31 +225,43 @@ class Decider(BusService):
             )
             return
         if event.record_ack and self._records_flow:
-            # The verdict first, then the record: a refusal of the record (a 503 when
-            # the stream is missing) then always reaches the interceptor after the
-            # verdict, never where it could be taken for "no decider".
-            DECISIONS.labels(verdict.decision.value).inc()
-            stream = self.subjects.decision_stream
+            await self.answer_beside_record(msg.reply, verdict, record)
+        else:
+            await self.answer_after_record(msg.reply, verdict, record)
+
+    async def answer_beside_record(
+        self, reply: str, verdict: Verdict, record: DecisionRecord
+    ) -> None:
+        """The verdict, then the record with the interceptor's reply subject: JetStream's
+        acknowledgement goes to the interceptor, which applies the verdict only once it
+        has it (it accepts the two in either order)."""
+        assert self.nc is not None
+        DECISIONS.labels(verdict.decision.value).inc()
+        stream = self.subjects.decision_stream
+        await self.nc.publish(reply, encode(verdict), headers={RECORD_ACK_HEADER: stream})
+        try:
             await self.nc.publish(
-                msg.reply, encode(verdict), headers={RECORD_ACK_HEADER: stream}
+                self.subjects.decision(record.decision),
+                encode(record),
+                reply=reply,
+                headers={"Nats-Msg-Id": record.decision_id, "Nats-Expected-Stream": stream},
             )
-            try:
-                await self.nc.publish(
-                    self.subjects.decision(record.decision),
-                    encode(record),
-                    reply=msg.reply,
-                    headers={"Nats-Msg-Id": record.decision_id, "Nats-Expected-Stream": stream},
-                )
-            except nats.errors.Error as exc:
-                # The interceptor gets no acknowledgement and blocks at its timeout.
-                RECORD_FAILURES.inc()
-                log.error(
-                    "decision %s not recorded (%s): the interceptor will fail closed",
-                    event.id,
-                    type(exc).__name__,
-                    extra={"decision_id": event.id},
-                )
-            return
+        except nats.errors.Error as exc:
+            # The interceptor gets no acknowledgement and blocks at its timeout.
+            RECORD_FAILURES.inc()
+            log.error(
+                "decision %s not recorded (%s): the interceptor will fail closed",
+                record.decision_id,
+                type(exc).__name__,
+                extra={"decision_id": record.decision_id},
+            )
+
+    async def answer_after_record(
+        self, reply: str, verdict: Verdict, record: DecisionRecord
+    ) -> None:
+        """Store the record, then answer; a record JetStream does not acknowledge turns
+        the verdict into a block that says so."""
+        assert self.nc is not None and self.js is not None
         try:
             await self.js.publish(
                 self.subjects.decision(record.decision),
@@ -261,15 +275,16 @@ class Decider(BusService):
             self._records_flow = False  # until the stream answers a check again
             log.error(
                 "decision %s not recorded (%s): failing closed",
-                event.id,
+                record.decision_id,
                 type(exc).__name__,
-                extra={"decision_id": event.id},
+                extra={"decision_id": record.decision_id},
             )
             reason = "the decision could not be recorded: fail closed"
+            status = self.settings.block_status
             verdict.decision = Decision.BLOCK
-            verdict.status = self.settings.block_status
+            verdict.status = status
             verdict.reason = reason
             verdict.headers = {}
-            verdict.body = block_body(event.id, reason, self.settings.block_status)
+            verdict.body = block_body(record.decision_id, reason, status)
         DECISIONS.labels(verdict.decision.value).inc()
-        await self.nc.publish(msg.reply, encode(verdict))
+        await self.nc.publish(reply, encode(verdict))
