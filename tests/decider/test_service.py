@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,62 +19,30 @@ from nats.aio.msg import Msg
 
 from services.common.contracts import (
     RECORD_ACK_HEADER,
-    Action,
-    Actor,
-    Conversation,
-    ConversationType,
-    Credential,
-    CredentialStatus,
     Decision,
     DecisionRecord,
     EnrichedEvent,
-    Location,
-    Participant,
     RuleSetDocument,
     Subjects,
     Verdict,
     decode,
     encode,
-    new_decision_id,
 )
 from services.common.settings import SettingsError
 from services.decider.legacy import import_xml
 from services.decider.rules import RuleSet, compile_rules
 from services.decider.service import Decider
 from services.decider.settings import DeciderSettings
+from tests.support.decisions import WALL_RULES, alice_to_bob
 from tfw.cli import main as tfw
 from tfw.stack import Stack
 
-FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
-V1 = f"""
-internal_tenants: [{FIRM}]
-rules:
-  - name: Research may not message Trading
-    when: {{actors: [alice@firm.example], participants: [bob@firm.example]}}
-    then: [block]
-"""
+V1 = WALL_RULES
 V2 = V1 + "  - {name: Log everything, then: [{log: seen}]}\n"
 
 
 def event() -> EnrichedEvent:
-    return EnrichedEvent(
-        id=new_decision_id(),
-        time=time.time(),
-        interceptor="test",
-        method="POST",
-        host="emea.ng.msg.teams.microsoft.com",
-        path="/v1/users/ME/conversations/x/messages",
-        action=Action.MESSAGE_SEND,
-        conversation=Conversation(id="19:x@thread.v2", type=ConversationType.DIRECT),
-        actor=Actor(mri="8:orgid:a", email="alice@firm.example", tenant_id=FIRM),
-        credential=Credential(status=CredentialStatus.OK),
-        location=Location.INTERNAL,
-        federated=False,
-        participants=[
-            Participant(mri="8:orgid:a", email="alice@firm.example", tenant_id=FIRM),
-            Participant(mri="8:orgid:b", email="bob@firm.example", tenant_id=FIRM),
-        ],
-    )
+    return alice_to_bob()
 
 
 class Running:

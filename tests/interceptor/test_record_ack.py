@@ -24,6 +24,7 @@ from services.common.contracts import (
     encode,
 )
 from services.interceptor.ask import RECORD_FAILED, Asker, FailMode
+from tests.support.decisions import intercepted
 
 Answer = Callable[[NATS, Msg, Subjects], Awaitable[None]]
 
@@ -52,16 +53,7 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
         await nc.close()
 
 
-def packet(decision_id: str) -> InterceptedRequest:
-    return InterceptedRequest(
-        id=decision_id,
-        time=time.time(),
-        interceptor="test",
-        method="POST",
-        host="emea.ng.msg.teams.microsoft.com",
-        path="/v1/users/ME/conversations/x/messages",
-        record_ack=True,
-    )
+packet = intercepted
 
 
 def verdict_for(msg: Msg) -> bytes:

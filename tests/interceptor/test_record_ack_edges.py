@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +23,8 @@ from prometheus_client import REGISTRY
 
 from services.common.bus import decision_stream_config
 from services.common.contracts import (
-    Action,
-    Actor,
-    Conversation,
-    ConversationType,
-    Credential,
-    CredentialStatus,
     Decision,
-    EnrichedEvent,
     InterceptedRequest,
-    Location,
-    Participant,
     Subjects,
     encode,
 )
@@ -43,55 +33,17 @@ from services.decider.settings import DeciderSettings
 from services.interceptor.addon import Interceptor
 from services.interceptor.ask import RECORD_FAILED, Asker, FailMode
 from services.interceptor.settings import InterceptorSettings
+from tests.support.decisions import WALL_RULES, alice_to_bob, intercepted
 from tfw.secure import ACCOUNTS_FILE, USERS, accounts_for_prefix, nats_password
 from tfw.stack import Stack, find_nats_server, free_port, wait_for_port
 
-FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
-RULES = f"""
-internal_tenants: [{FIRM}]
-rules:
-  - name: Research may not message Trading
-    when: {{actors: [alice@firm.example], participants: [bob@firm.example]}}
-    then: [block]
-"""
+RULES = WALL_RULES
 SEND = (
     "https://emea.ng.msg.teams.microsoft.com/v1/users/ME/conversations/19%3Ax%40thread.v2/messages"
 )
 
 
-def packet(decision_id: str) -> InterceptedRequest:
-    return InterceptedRequest(
-        id=decision_id,
-        time=time.time(),
-        interceptor="test",
-        method="POST",
-        host="emea.ng.msg.teams.microsoft.com",
-        path="/v1/users/ME/conversations/x/messages",
-        record_ack=True,
-    )
-
-
-def alice_to_bob(request: InterceptedRequest) -> EnrichedEvent:
-    """What the resolver would make of Alice (Research) messaging Bob (Trading)."""
-    return EnrichedEvent(
-        id=request.id,
-        time=request.time,
-        interceptor=request.interceptor,
-        method=request.method,
-        host=request.host,
-        path=request.path,
-        action=Action.MESSAGE_SEND,
-        conversation=Conversation(id="19:x@thread.v2", type=ConversationType.DIRECT),
-        actor=Actor(mri="8:orgid:a", email="alice@firm.example", tenant_id=FIRM),
-        credential=Credential(status=CredentialStatus.OK),
-        location=Location.INTERNAL,
-        federated=False,
-        participants=[
-            Participant(mri="8:orgid:a", email="alice@firm.example", tenant_id=FIRM),
-            Participant(mri="8:orgid:b", email="bob@firm.example", tenant_id=FIRM),
-        ],
-        record_ack=request.record_ack,
-    )
+packet = intercepted
 
 
 async def relay_as_resolver(nc: NATS, subjects: Subjects) -> None:
