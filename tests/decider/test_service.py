@@ -33,7 +33,7 @@ from services.decider.legacy import import_xml
 from services.decider.rules import RuleSet, compile_rules
 from services.decider.service import Decider
 from services.decider.settings import DeciderSettings
-from tests.support.decisions import WALL_RULES, alice_to_bob
+from tests.support.decisions import WALL_RULES, alice_to_bob, remove_decider_state
 from tfw.cli import main as tfw
 from tfw.stack import Stack
 
@@ -95,17 +95,7 @@ def settings_for(nats_url: str, prefix: str, **extra: str) -> DeciderSettings:
     )
 
 
-async def remove(nc: NATS, subjects: Subjects) -> None:
-    """Delete what a test's decider created on the shared server."""
-    js = nc.jetstream()
-    for delete in (
-        lambda: js.delete_stream(subjects.decision_stream),
-        lambda: js.delete_key_value(subjects.rules_bucket),
-    ):
-        try:
-            await delete()
-        except nats.js.errors.NotFoundError:
-            pass
+remove = remove_decider_state
 
 
 @pytest.fixture

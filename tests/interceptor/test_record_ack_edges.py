@@ -33,7 +33,12 @@ from services.decider.settings import DeciderSettings
 from services.interceptor.addon import Interceptor
 from services.interceptor.ask import RECORD_FAILED, Asker, FailMode
 from services.interceptor.settings import InterceptorSettings
-from tests.support.decisions import WALL_RULES, alice_to_bob, intercepted
+from tests.support.decisions import (
+    WALL_RULES,
+    alice_to_bob,
+    intercepted,
+    remove_decider_state,
+)
 from tfw.secure import ACCOUNTS_FILE, USERS, accounts_for_prefix, nats_password
 from tfw.stack import Stack, find_nats_server, free_port, wait_for_port
 
@@ -231,14 +236,7 @@ async def full_stream(nats_url: str, tmp_path: Path) -> AsyncIterator[FullStream
         yield FullStream(nc, subjects, decider)
     finally:
         await decider.stop()
-        for delete in (
-            lambda: js.delete_stream(subjects.decision_stream),
-            lambda: js.delete_key_value(subjects.rules_bucket),
-        ):
-            try:
-                await delete()
-            except nats.js.errors.NotFoundError:
-                pass
+        await remove_decider_state(nc, subjects)
         await nc.close()
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 
+import nats.js.errors
+from nats.aio.client import Client as NATS
+
 from services.common.contracts import (
     Action,
     Actor,
@@ -16,6 +19,7 @@ from services.common.contracts import (
     InterceptedRequest,
     Location,
     Participant,
+    Subjects,
     new_decision_id,
 )
 
@@ -65,3 +69,17 @@ def alice_to_bob(request: InterceptedRequest | None = None) -> EnrichedEvent:
         ],
         record_ack=request.record_ack if request else False,
     )
+
+
+async def remove_decider_state(nc: NATS, subjects: Subjects) -> None:
+    """Delete the decision stream and rule bucket a test's decider made on the shared
+    server."""
+    js = nc.jetstream()
+    for delete in (
+        lambda: js.delete_stream(subjects.decision_stream),
+        lambda: js.delete_key_value(subjects.rules_bucket),
+    ):
+        try:
+            await delete()
+        except nats.js.errors.NotFoundError:
+            pass
