@@ -391,8 +391,9 @@ class Interceptor:
 
 def _hosts_of(request: http.Request) -> list[str]:
     """The Host header's host, then the connection's host when it differs."""
-    hosts = [request.pretty_host]
-    if request.host and bare_host(request.host) != bare_host(request.pretty_host):
+    pretty = request.pretty_host  # parses the Host header: once
+    hosts = [pretty]
+    if request.host and bare_host(request.host) != bare_host(pretty):
         hosts.append(request.host)
     return hosts
 
