@@ -353,7 +353,9 @@ async def test_without_a_stream_to_record_in_every_decision_is_blocked_at_once(
         assert await running.push(V1, tmp_path) == 0
         await running.wait_for(compile_rules(V1).version)
         await nc.jetstream().delete_stream(running.subjects.decision_stream)
-        await asyncio.sleep(0.5)  # the decider's check notices
+        async with asyncio.timeout(10):  # the decider's check notices (every 0.1 s)
+            while decider._records_flow:
+                await asyncio.sleep(0.05)
         asked = event()
         asked.record_ack = record_ack
         (only,) = await answers(running, asked, 2)

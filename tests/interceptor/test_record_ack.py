@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -156,11 +155,10 @@ async def test_a_verdict_whose_record_is_not_stored_is_the_fail_mode(
 
 
 async def test_without_a_decision_service_the_ask_fails_at_once(bus: Bus) -> None:
-    started = time.perf_counter()
+    """nats-server says nobody listens: the cause is that, not the (long) timeout."""
     with pytest.raises(FailMode) as failure:
-        await Asker(bus.nc).ask(bus.subjects.intercepted, packet("01NOBODY"), 5.0)
+        await Asker(bus.nc).ask(bus.subjects.intercepted, packet("01NOBODY"), 60.0)
     assert failure.value.cause == "no_responders"
-    assert time.perf_counter() - started < 2.0
 
 
 async def test_requests_asked_at_once_on_a_new_asker_each_get_their_own_verdict(
