@@ -13,9 +13,8 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.reliability.harness import Firewall, new_firewall
+from tests.reliability.harness import Firewall, running_firewall
 from tests.support.tokens import skypetoken
-from tests.support.upstream import RecordingUpstream
 from tests.support.walls import ALICE, CONV, PARTNER
 from tfw.stack import Stack
 
@@ -33,15 +32,11 @@ EDIT_BODY = orjson.dumps({"content": "edited", "messagetype": "Text"})
 
 @pytest.fixture(scope="module")
 def firewall(infra: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firewall]:
-    data = tmp_path_factory.mktemp("hostile")
-    stack = Stack(data, log=infra.log, nats_url=infra.nats_url, mongodb_uri=infra.mongodb_uri)
-    with RecordingUpstream() as upstream, stack:
-        firewall = new_firewall(stack, upstream, "hostile")
-        firewall.start_all()
+    with running_firewall(infra, tmp_path_factory, "hostile") as firewall:
         firewall.wait_until_allowed()
         yield firewall
         for service in ("resolver", "decider", "audit", "interceptor"):
-            assert stack.find(service).popen.poll() is None, f"{service} died"
+            assert firewall.stack.find(service).popen.poll() is None, f"{service} died"
 
 
 def raw_request(firewall: Firewall, head: bytes, body: bytes = b"", host: str = HOST) -> bytes:

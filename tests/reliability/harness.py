@@ -13,8 +13,9 @@ import ssl
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import nats
 import orjson
+import pytest
 from pymongo import MongoClient
 
 from services.common.contracts import Subjects
@@ -35,6 +37,8 @@ DECIDE_TIMEOUT_S = 1.5
 # A client gives up well after the interceptor's own timeout: a request that reaches
 # this is one that hung.
 CLIENT_TIMEOUT_S = DECIDE_TIMEOUT_S + 8.0
+
+SERVICES = ("resolver", "decider", "audit", "interceptor")
 
 
 @dataclass
@@ -105,8 +109,8 @@ class Firewall:
     def start(self, service: str) -> Process:
         return self.stack.start_service(service, self.env(service))
 
-    def start_all(self) -> None:
-        for service in ("resolver", "decider", "audit", "interceptor"):
+    def start_all(self, services: Sequence[str] = SERVICES) -> None:
+        for service in services:
             self.start(service)
 
     def metrics(self, service: str) -> str:
@@ -228,6 +232,26 @@ def new_firewall(stack: Stack, upstream: RecordingUpstream, tag: str) -> Firewal
     rules = stack.data_dir / "rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
     return Firewall(stack, upstream, prefix, f"tfw_{prefix}", rules, proxy_port=free_port())
+
+
+@contextmanager
+def running_firewall(
+    infra: Stack,
+    tmp_path_factory: pytest.TempPathFactory,
+    tag: str,
+    services: Sequence[str] = SERVICES,
+    env: dict[str, str] | None = None,
+) -> Iterator[Firewall]:
+    """A firewall of its own (data directory, prefix, database, recording upstream) on
+    the session's nats-server and MongoDB, with ``services`` started and ``env`` added
+    to theirs; every process stopped on leaving."""
+    data = tmp_path_factory.mktemp(tag)
+    stack = Stack(data, log=infra.log, nats_url=infra.nats_url, mongodb_uri=infra.mongodb_uri)
+    with RecordingUpstream() as upstream, stack:
+        firewall = new_firewall(stack, upstream, tag)
+        firewall.extra_env.update(env or {})
+        firewall.start_all(services)
+        yield firewall
 
 
 def assert_every_request_ended(outcomes: list[Outcome], proxy_alive: bool = True) -> None:

@@ -15,9 +15,8 @@ import pytest
 from tests.reliability.harness import (
     Firewall,
     assert_every_request_ended,
-    new_firewall,
+    running_firewall,
 )
-from tests.support.upstream import RecordingUpstream
 from tfw.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -27,11 +26,7 @@ IN_FLIGHT = 24
 
 @pytest.fixture(scope="module")
 def firewall(infra: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firewall]:
-    data = tmp_path_factory.mktemp("kill")
-    stack = Stack(data, log=infra.log, nats_url=infra.nats_url, mongodb_uri=infra.mongodb_uri)
-    with RecordingUpstream() as upstream, stack:
-        firewall = new_firewall(stack, upstream, "kill")
-        firewall.start_all()
+    with running_firewall(infra, tmp_path_factory, "kill") as firewall:
         yield firewall
 
 

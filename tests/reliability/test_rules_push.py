@@ -17,8 +17,7 @@ import nats
 import pytest
 
 from services.common.contracts import RuleSetDocument, Subjects, encode
-from tests.reliability.harness import Firewall, new_firewall
-from tests.support.upstream import RecordingUpstream
+from tests.reliability.harness import Firewall, running_firewall
 from tests.support.walls import FIRM, PARTNER
 from tfw.stack import ROOT, Stack
 
@@ -49,12 +48,9 @@ rules:
 
 @pytest.fixture(scope="module")
 def firewall(infra: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firewall]:
-    data = tmp_path_factory.mktemp("rules-push")
-    stack = Stack(data, log=infra.log, nats_url=infra.nats_url, mongodb_uri=infra.mongodb_uri)
-    with RecordingUpstream() as upstream, stack:
-        firewall = new_firewall(stack, upstream, "rpush")
-        for service in ("resolver", "decider", "interceptor"):
-            firewall.start(service)
+    with running_firewall(
+        infra, tmp_path_factory, "rpush", services=("resolver", "decider", "interceptor")
+    ) as firewall:
         yield firewall
 
 
@@ -62,9 +58,23 @@ def _push(firewall: Firewall, text: str, name: str) -> subprocess.CompletedProce
     path = firewall.stack.data_dir / name
     path.write_text(text, encoding="utf-8")
     return subprocess.run(
-        [sys.executable, "-m", "tfw", "rules", "push", str(path),
-         "--nats-url", firewall.stack.nats_url or "", "--prefix", firewall.prefix],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "tfw",
+            "rules",
+            "push",
+            str(path),
+            "--nats-url",
+            firewall.stack.nats_url or "",
+            "--prefix",
+            firewall.prefix,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
         env={**os.environ},
     )
 
@@ -160,8 +170,11 @@ def test_a_bad_value_in_the_rule_bucket_is_rejected_whole_by_every_service(
         assert _edits_from_abroad_blocked(firewall)
     _put_raw(
         firewall,
-        encode(RuleSetDocument(version="restore", source=NO_SENDS + "\n# again\n",
-                               internal_tenants=[FIRM])),
+        encode(
+            RuleSetDocument(
+                version="restore", source=NO_SENDS + "\n# again\n", internal_tenants=[FIRM]
+            )
+        ),
     )
     assert _wait_for(lambda: _swaps(firewall) > swaps)
     assert _swaps(firewall) == swaps + 1, "the bad value was made active"
@@ -169,4 +182,3 @@ def test_a_bad_value_in_the_rule_bucket_is_rejected_whole_by_every_service(
     assert _edits_from_abroad_blocked(firewall)
     for service in ("resolver", "decider", "interceptor"):
         assert firewall.stack.find(service).popen.poll() is None
-

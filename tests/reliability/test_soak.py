@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import Firewall, Outcome, new_firewall
-from tests.support.upstream import RecordingUpstream
+from tests.reliability.harness import Firewall, Outcome, running_firewall
 from tfw.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -30,11 +29,7 @@ MAX_FD_GROWTH = 16
 
 @pytest.fixture(scope="module")
 def firewall(infra: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firewall]:
-    data = tmp_path_factory.mktemp("soak")
-    stack = Stack(data, log=infra.log, nats_url=infra.nats_url, mongodb_uri=infra.mongodb_uri)
-    with RecordingUpstream() as upstream, stack:
-        firewall = new_firewall(stack, upstream, "soak")
-        firewall.start_all()
+    with running_firewall(infra, tmp_path_factory, "soak") as firewall:
         yield firewall
 
 

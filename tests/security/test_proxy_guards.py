@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.harness import Firewall, new_firewall
+from tests.reliability.harness import Firewall, running_firewall
 from tests.support.upstream import RecordingUpstream
 from tfw.stack import Stack
 
@@ -27,13 +27,13 @@ TEAMS = "emea.ng.msg.teams.microsoft.com"
 
 @pytest.fixture(scope="module")
 def firewall(infra: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firewall]:
-    data = tmp_path_factory.mktemp("guards")
-    stack = Stack(data, log=infra.log, nats_url=infra.nats_url, mongodb_uri=infra.mongodb_uri)
-    with RecordingUpstream() as upstream, stack:
-        firewall = new_firewall(stack, upstream, "guard")
-        firewall.extra_env["TFW_PROXYAUTH"] = f"{USER}:{PASSWORD}"
-        for service in ("resolver", "decider", "interceptor"):
-            firewall.start(service)
+    with running_firewall(
+        infra,
+        tmp_path_factory,
+        "guard",
+        services=("resolver", "decider", "interceptor"),
+        env={"TFW_PROXYAUTH": f"{USER}:{PASSWORD}"},
+    ) as firewall:
         yield firewall
 
 
