@@ -29,6 +29,7 @@ from tests.interceptor.conftest import (
     verdict,
 )
 from tests.support.tokens import bearer, skypetoken
+from tests.support.walls import RULES
 
 pytestmark = pytest.mark.e2e
 
@@ -457,21 +458,12 @@ def test_a_non_teams_host_is_tunnelled_untouched_when_the_proxy_serves_everyone(
     )
 
 
-PIPELINE_RULES = f"""
-internal_tenants: [{FIRM}]
-rules:
-  - name: No edits abroad
-    when: {{actions: [message.edit], location: external}}
-    then: [block]
-"""
-
-
 @pytest.fixture(scope="module")
 def pipeline(proxy_factory: ProxyFactory, tmp_path_factory: pytest.TempPathFactory) -> Proxy:
     """An interceptor in front of the real resolver and decider (no stand-in answers:
     its subscription only records, in another queue group)."""
     rules = tmp_path_factory.mktemp("rules") / "rules.yaml"
-    rules.write_text(PIPELINE_RULES)
+    rules.write_text(RULES)
     real = proxy_factory({}, stand_in=False)
     env = {"TFW_SUBJECT_PREFIX": real.decider.prefix}
     real.stack.start_service("resolver", env)

@@ -18,21 +18,18 @@ import pytest
 
 from services.common.contracts import RuleSetDocument, Subjects, encode
 from tests.reliability.harness import Firewall, running_firewall
-from tests.support.walls import FIRM, PARTNER
+from tests.support.walls import FIRM, PARTNER, RULES
 from tfw.stack import ROOT, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-NO_SENDS = f"""
-internal_tenants: [{FIRM}]
-rules:
-  - name: No edits abroad
-    when: {{actions: [message.edit], location: external}}
-    then: [block]
-  - name: No sends
-    when: {{actions: [message.send]}}
+NO_SENDS = (
+    RULES
+    + """  - name: No sends
+    when: {actions: [message.send]}
     then: [block]
 """
+)
 # The first rule is fine; the second names an action that does not exist.
 HALF_BROKEN = f"""
 internal_tenants: [{FIRM}]

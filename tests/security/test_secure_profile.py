@@ -22,24 +22,12 @@ from pymongo import MongoClient
 
 from tests.support.tokens import skypetoken
 from tests.support.upstream import RecordingUpstream
+from tests.support.walls import ALICE, EDIT, PARTNER, RULES
 from tfw.commands.up import start_stack
 from tfw.secure import SecureNats, accounts_for_prefix
 from tfw.stack import Stack, free_port
 
 pytestmark = pytest.mark.e2e
-
-FIRM = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
-PARTNER = "9a3f1e55-7c2d-4e8b-a1f0-3b6c9d2e4f33"
-ALICE = "a11ce000-0000-4000-8000-000000000001"
-CONV = "19%3A4e5f6a7b8c9d4e0f1a2b3c4d5e6f7a8b%40thread.v2"
-EDIT = f"https://emea.ng.msg.teams.microsoft.com/v1/users/ME/conversations/{CONV}/messages/17"
-RULES = f"""
-internal_tenants: [{FIRM}]
-rules:
-  - name: No edits abroad
-    when: {{actions: [message.edit], location: external}}
-    then: [block]
-"""
 
 
 @dataclass
@@ -146,9 +134,7 @@ def test_the_server_refuses_a_wrong_password(secured: Secured) -> None:
 
 
 @pytest.mark.parametrize("user", ["interceptor", "decider", "audit", "siem", "admin"])
-def test_only_the_resolver_may_read_the_token_bearing_subjects(
-    secured: Secured, user: str
-) -> None:
+def test_only_the_resolver_may_read_the_token_bearing_subjects(secured: Secured, user: str) -> None:
     async def try_subscribe() -> list[Exception]:
         nc, errors = await _connect(secured.secure, user)
         try:
@@ -193,8 +179,10 @@ def test_the_server_key_is_readable_by_its_user_only_and_no_password_is_on_disk(
 
 
 def test_accounts_follow_a_subject_prefix() -> None:
-    text = '# tfw.v1.intercepted stays in a comment\nallow: ["tfw.v1.intercepted", ' \
+    text = (
+        '# tfw.v1.intercepted stays in a comment\nallow: ["tfw.v1.intercepted", '
         '"$JS.API.STREAM.INFO.TFW_DECISIONS", "$KV.tfw_rules.>"]\n'
+    )
     rewritten = accounts_for_prefix(text, "acme")
     assert '"acme.v1.intercepted"' in rewritten
     assert "ACME_DECISIONS" in rewritten
@@ -208,7 +196,10 @@ def test_the_secure_profile_without_a_rule_file_is_refused_before_starting_anyth
     data = tmp_path / "data"
     done = subprocess.run(
         [sys.executable, "-m", "tfw", "up", "--secure", "--data-dir", str(data)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     assert "--secure needs --rules FILE" in done.stderr
