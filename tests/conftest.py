@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from tfw.stack import Stack
 
@@ -45,6 +47,16 @@ def nats_url(infra: Stack) -> str:
 def mongodb_uri(infra: Stack) -> str:
     assert infra.mongodb_uri
     return infra.mongodb_uri
+
+
+@pytest.fixture
+async def mongo(mongodb_uri: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    """An asyncio client of the session's MongoDB-wire server, closed after the test."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongodb_uri, serverSelectionTimeoutMS=5000
+    )
+    yield client
+    await client.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,15 +29,6 @@ def test_the_memory_cache_checks_expiry_on_read_and_stays_bounded() -> None:
     cache.put("c", "C", 200.0)
     cache.put("d", "D", 200.0)
     assert len(cache) == 2 and cache.get("b", now=0) is None
-
-
-@pytest.fixture
-async def mongo(mongodb_uri: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongodb_uri, serverSelectionTimeoutMS=5000
-    )
-    yield client
-    await client.close()
 
 
 @pytest.fixture

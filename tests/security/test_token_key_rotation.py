@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import AsyncIterator
-from typing import Any
-
-import pytest
-from pymongo import AsyncMongoClient
 
 from services.resolver.credentials import read_credentials
 from services.resolver.service import build_resolution
@@ -28,15 +23,6 @@ TID = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
 
 def _key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-@pytest.fixture
-async def mongo(mongodb_uri: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongodb_uri, serverSelectionTimeoutMS=5000
-    )
-    yield client
-    await client.close()
 
 
 def _replica(mongo, database: str, key: str):
