@@ -110,20 +110,27 @@ CASES = [(HOST, path) for path in EDIT_PATHS.values()]
 CASES += [(FRONT_DOOR, path) for path in FRONT_DOOR_PATHS.values()]
 
 
-@pytest.mark.parametrize(("host", "path"), CASES, ids=[*EDIT_PATHS, *FRONT_DOOR_PATHS])
-def test_an_edit_from_abroad_is_blocked_however_its_path_is_written(
-    firewall: Firewall, host: str, path: str
-) -> None:
-    before = _received_puts(firewall)
-    head = b"\r\n".join(
+def _edit_head(path: str, host: str, extra: list[bytes] | None = None) -> bytes:
+    """The head of Alice's edit (``EDIT_BODY``) at ``path`` on ``host``, with any
+    ``extra`` header lines."""
+    return b"\r\n".join(
         [
             f"PUT {path} HTTP/1.1".encode(),
             f"Host: {host}".encode(),
             _auth(),
             b"Content-Type: application/json",
             f"Content-Length: {len(EDIT_BODY)}".encode(),
+            *(extra or []),
         ]
     )
+
+
+@pytest.mark.parametrize(("host", "path"), CASES, ids=[*EDIT_PATHS, *FRONT_DOOR_PATHS])
+def test_an_edit_from_abroad_is_blocked_however_its_path_is_written(
+    firewall: Firewall, host: str, path: str
+) -> None:
+    before = _received_puts(firewall)
+    head = _edit_head(path, host)
     status = raw_request(firewall, head, EDIT_BODY, host=host)
     assert _received_puts(firewall) == before, f"{path} reached Teams"
     assert status == b"" or status.split()[1].startswith(b"4"), status
@@ -193,16 +200,7 @@ def test_hostile_headers_are_decided_refused_or_failed_closed(
     firewall: Firewall, extra: list[bytes]
 ) -> None:
     before = _received_puts(firewall)
-    head = b"\r\n".join(
-        [
-            f"PUT {EDIT_PATHS['plain']} HTTP/1.1".encode(),
-            f"Host: {HOST}".encode(),
-            _auth(),
-            b"Content-Type: application/json",
-            f"Content-Length: {len(EDIT_BODY)}".encode(),
-            *extra,
-        ]
-    )
+    head = _edit_head(EDIT_PATHS["plain"], HOST, extra)
     status = raw_request(firewall, head, EDIT_BODY)
     assert _received_puts(firewall) == before
     assert status == b"" or status.split()[1].startswith(b"4"), status
