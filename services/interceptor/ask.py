@@ -12,8 +12,10 @@ import zlib
 import nats.errors
 import orjson
 from mitmproxy import http
+from nats.aio.client import NO_RESPONDERS_STATUS
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.api import Header
 
 from services.common.contracts import (
     ERROR_CODE_HEADER,
@@ -131,7 +133,6 @@ def request_packet(
     )
 
 
-STATUS_HEADER = "Status"  # a NATS status reply: "503" when nobody listens
 RECORD_FAILED = "the decision could not be recorded"
 # Failures that block whatever the fail mode: a verdict came (perhaps a block), but its
 # record was not stored, and no action passes unrecorded.
@@ -210,7 +211,7 @@ def _looks_like_ack(answer: Msg) -> bool:
 
 def _verdict_of(answer: Msg, decision_id: str) -> Verdict:
     headers = answer.headers or {}
-    if headers.get(STATUS_HEADER) == "503":
+    if headers.get(Header.STATUS) == NO_RESPONDERS_STATUS:
         raise FailMode("no_responders", "no decision service is running")
     if ERROR_CODE_HEADER in headers:
         code = headers[ERROR_CODE_HEADER][:64]
@@ -227,7 +228,7 @@ def _verdict_of(answer: Msg, decision_id: str) -> Verdict:
 def _check_record_ack(answer: Msg, stream: str) -> None:
     """JetStream's answer to the record's publish: stored in ``stream``, or a failure
     (a status such as 503 when the stream is missing, or an error object)."""
-    if answer.headers and STATUS_HEADER in answer.headers:
+    if answer.headers and Header.STATUS in answer.headers:
         raise FailMode("record_failed", RECORD_FAILED)
     try:
         ack = orjson.loads(answer.data)
