@@ -5,7 +5,7 @@ whose every failure is a :class:`FailMode`."""
 from __future__ import annotations
 
 import asyncio
-import secrets
+import itertools
 import time
 import zlib
 
@@ -148,7 +148,8 @@ class Asker:
 
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
-        self._prefix = nc.new_inbox()
+        self._prefix = nc.new_inbox()  # random: the tokens below need not be
+        self._tokens = itertools.count(1)
         self._waiting: dict[str, asyncio.Queue[Msg]] = {}
         self._subscribed = False
 
@@ -156,7 +157,7 @@ class Asker:
         payload = encode(packet)
         if self.nc.max_payload and len(payload) > self.nc.max_payload:
             raise FailMode("too_large", "the request headers are too large to decide")
-        token = secrets.token_hex(8)
+        token = str(next(self._tokens))
         replies: asyncio.Queue[Msg] = asyncio.Queue()
         self._waiting[token] = replies
         verdict: Verdict | None = None
