@@ -86,7 +86,12 @@ class Archive:
         self._head: ChainHead | None = None
 
     async def ensure_indexes(self) -> None:
-        """Indexes for the chain and for every query filter."""
+        """Indexes for the chain, for time, and for the filters a review starts from:
+        actor, conversation, rule and verdict, each with time.
+
+        Every index is paid for on every archived record, so action, a filter that
+        narrows little, has none (its queries are served by time and verdict).
+        """
         await self.decisions.create_index(
             [("chain", ASCENDING), ("chain_seq", ASCENDING)], unique=True
         )
@@ -96,7 +101,6 @@ class Archive:
         await self.decisions.create_index([("conversation.id", ASCENDING), ("time", DESCENDING)])
         await self.decisions.create_index([("rules.name", ASCENDING), ("time", DESCENDING)])
         await self.decisions.create_index([("decision", ASCENDING), ("time", DESCENDING)])
-        await self.decisions.create_index([("action", ASCENDING), ("time", DESCENDING)])
 
     # --- writing ------------------------------------------------------------------------
 

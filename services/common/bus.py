@@ -21,7 +21,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from prometheus_client import Counter, Gauge
 
 from services.common.contracts import Subjects
-from services.common.ops import HealthServer, configure_logging, settle_heap
+from services.common.ops import HealthServer, configure_logging, run_forever, settle_heap
 from services.common.settings import ServiceSettings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def main(
     configure_logging(settings.log_level, settings.log_format, getattr(service_factory, "name", ""))
     service = service_factory(settings)
     try:
-        asyncio.run(service.run())
+        run_forever(service.run(), settings.event_loop)
     except SettingsError as exc:
         print(f"{service.name}: {exc}", file=sys.stderr)
         return 2

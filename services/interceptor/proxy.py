@@ -29,7 +29,7 @@ from mitmproxy.master import Master
 
 from services.common.bus import connect
 from services.common.contracts import instance_name
-from services.common.ops import HealthServer, configure_logging, settle_heap, spawn
+from services.common.ops import HealthServer, configure_logging, run_forever, settle_heap, spawn
 from services.common.settings import SettingsError
 from services.interceptor.addon import Interceptor
 from services.interceptor.hooks import use_hook_index
@@ -114,7 +114,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format, "interceptor")
     try:
-        asyncio.run(serve(settings))
+        run_forever(serve(settings), settings.event_loop)
     except OSError as exc:
         log.error("interceptor cannot start: %s", exc)
         return 1

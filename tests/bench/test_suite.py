@@ -27,6 +27,7 @@ SECTIONS = (
     "7. Scaling: interceptor processes",
     "CPU per request by process (firewall, 1 interceptor)",
     "CPU per request by process (firewall, 2 interceptors)",
+    "Diagnosis: items 1 and 2 with the archive paused",
     "Targets",
 )
 

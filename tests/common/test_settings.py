@@ -62,3 +62,22 @@ def test_a_service_with_a_bad_setting_exits_2_and_says_why(monkeypatch: pytest.M
     assert result.returncode == 2
     assert "decider: invalid configuration" in result.stderr
     assert "TFW_BLOCK_STATUS='200'" in result.stderr
+
+
+def test_an_unknown_event_loop_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError) as caught:
+        InterceptorSettings.load(env={"TFW_EVENT_LOOP": "trio"})
+    assert "TFW_EVENT_LOOP" in str(caught.value)
+    assert "'trio'" in str(caught.value)
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_the_service_runs_on_the_chosen_event_loop(choice: str, expected: str) -> None:
+    from services.common.ops import run_forever
+
+    async def loop_module() -> str:
+        import asyncio
+
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert run_forever(loop_module(), choice) == expected

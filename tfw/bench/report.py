@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from tfw.bench.measure import percentile
 from tfw.bench.workload import expected_verdicts
 
 if TYPE_CHECKING:
@@ -228,6 +229,33 @@ class Report:
                                    "ratio": ratio, "cores_busy": busy,
                                    "others_cores": two.others_cores}
 
+    def archive_paused(self, stock: list[Window], paused: list[Window],
+                       latencies: dict[str, list[float]]) -> None:
+        self.section("Diagnosis: items 1 and 2 with the archive paused (not a target)")
+        self.line("  the audit service stopped; every record still published to JetStream and "
+                  "acknowledged, waiting there")
+        rate = {name: sum(w.result.requests for w in windows)
+                / max(1e-9, sum(w.result.seconds for w in windows))
+                for name, windows in (("stock", stock), ("paused", paused))}
+        ratio = rate["paused"] / rate["stock"] if rate["stock"] else math.nan
+        self.line(f"  keep-alive, {len(stock)} alternating round(s): stock "
+                  f"mitmdump {rate['stock']:.0f} req/s, firewall without the archive "
+                  f"{rate['paused']:.0f} req/s ({ratio:.2f}×)")
+        lean, firewall = latencies["lean"], latencies["firewall"]
+        added_p50 = (statistics.median(firewall) - statistics.median(lean)
+                     if lean and firewall else math.nan)
+        added_p99 = percentile(firewall, 0.99) - percentile(lean, 0.99)
+        self.line(f"  latency added at 1 connection: p50 {added_p50:+.2f} ms, "
+                  f"p99 {added_p99:+.2f} ms")
+        cpu = _mean_cpu(paused)
+        self.line("  CPU per request without the archive: "
+                  + ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items()) + " ms")
+        self.figures["archive_paused"] = {
+            "ratio": ratio, "stock": rate["stock"], "firewall": rate["paused"],
+            "latency_added_ms": {"p50": added_p50, "p99": added_p99},
+            "cpu_ms_per_request": cpu,
+        }
+
     def profile(self, found: Profile | str) -> None:
         self.section("Profile of the interceptor on the warm path (py-spy)")
         if isinstance(found, str):
@@ -259,6 +287,19 @@ class Report:
             self.line(f"  | {text}")
         if code:
             self.line(f"  (exited with {code})")
+
+
+def _mean_cpu(windows: list[Window]) -> dict[str, float]:
+    """CPU ms per request by process over several windows (the firewall's own, then the
+    whole firewall's total), in the order of the first window."""
+    merged: dict[str, list[float]] = {}
+    for window in windows:
+        for name, ms in window.cpu_ms_per_request().items():
+            merged.setdefault(name, []).append(ms)
+    table = {name: statistics.median(values) for name, values in merged.items()
+             if not name.startswith(("upstream", "load generator"))}
+    table["firewall total"] = sum(table.values())
+    return table
 
 
 def _statuses(windows: list[Window]) -> str:

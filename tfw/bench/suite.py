@@ -111,6 +111,7 @@ async def run_suite(
         await _scaling(run)
         if profile:
             await _profile(run)
+        await _archive_paused(run)  # last: it stops the audit service
     finally:
         rig.stop()
     report.summary()
@@ -283,3 +284,37 @@ async def _profile(run: Run) -> None:
     )
     run.report.profile(result)
 
+
+
+# --- diagnosis: the decision path with the archive paused ----------------------------------
+
+
+async def _archive_paused(run: Run) -> None:
+    """Items 1 and 2 again with the audit service stopped, for the diagnosis only.
+
+    The decider still publishes every record and JetStream still acknowledges it; only
+    the archiving (the audit consumer and its database) is paused, its records waiting
+    in the stream. On a machine where the archive shares the cores with the proxy, the
+    difference is what the archive costs the decision path; in production the audit and
+    MongoDB run on their own nodes. Not a target: the targets above include the archive.
+    """
+    sizes, rig = run.sizes, run.rig
+    rig.stack.stop_process(rig.stack.find("audit"))
+    stock: list[Window] = []
+    paused: list[Window] = []
+    latencies: dict[str, list[float]] = {"lean": [], "firewall": []}
+    for _ in range(sizes.rounds):
+        stock.append(await measured(run.baseline_pids("stock"), keep_alive(
+            [run.baseline_port("stock")], CHAT_HOST, run.requests, run.ca,
+            sizes.connections, sizes.seconds,
+        )))
+        paused.append(await measured(rig.pids(), keep_alive(
+            [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
+            sizes.seconds,
+        )))
+        for name in ("lean", "firewall"):
+            port = rig.proxy_port() if name == "firewall" else run.baseline_port(name)
+            result = await run_load(port, CHAT_HOST, run.requests, run.ca, 1,
+                                    sizes.latency_seconds, warmup=0)
+            latencies[name] += result.latencies_ms
+    run.report.archive_paused(stock, paused, latencies)
