@@ -25,4 +25,8 @@ async def serve() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    from services.common.ops import run_forever
+
+    # The interceptor's own event loop choice, so the baseline differs from the
+    # firewall by the firewall addon only.
+    run_forever(serve(), InterceptorSettings.load().event_loop)

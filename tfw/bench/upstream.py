@@ -44,8 +44,10 @@ def main() -> None:
         print(server.sockets[0].getsockname()[1], flush=True)
         await server.serve_forever()
 
+    from services.common.ops import run_forever
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+        run_forever(run())
 
 
 if __name__ == "__main__":
