@@ -41,7 +41,12 @@ def run_forever(main: Coroutine[Any, Any, Any], event_loop: str = "auto") -> Any
             import uvloop
         except ImportError:
             if event_loop == "uvloop":
-                raise
+                main.close()
+                from services.common.settings import SettingsError
+
+                raise SettingsError(
+                    [("TFW_EVENT_LOOP", "'uvloop'", "uvloop is not installed (pip install uvloop)")]
+                ) from None
         else:
             return asyncio.run(main, loop_factory=uvloop.new_event_loop)
     return asyncio.run(main)

@@ -115,6 +115,9 @@ def main() -> int:
     configure_logging(settings.log_level, settings.log_format, "interceptor")
     try:
         run_forever(serve(settings), settings.event_loop)
+    except SettingsError as exc:
+        print(f"interceptor: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("interceptor cannot start: %s", exc)
         return 1

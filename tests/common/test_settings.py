@@ -81,3 +81,26 @@ def test_the_service_runs_on_the_chosen_event_loop(choice: str, expected: str) -
         return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
     assert run_forever(loop_module(), choice) == expected
+
+
+def test_insisting_on_a_missing_uvloop_stops_the_service_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from services.common.ops import run_forever
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+
+    async def never() -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(SettingsError, match=r"TFW_EVENT_LOOP='uvloop': uvloop is not installed"):
+        run_forever(never(), "uvloop")
+    assert run_forever(_loop_name(), "auto") == "asyncio"  # auto falls back
+
+
+async def _loop_name() -> str:
+    import asyncio
+
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
