@@ -18,12 +18,17 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.audit.chain import Anchor, ChainHead, VerifyReport, verify_chain
-from services.common.contracts import DecisionRecord, RuleSetDocument
+from services.common.contracts import DecisionRecord, RuleSetDocument, decision_id_floor
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
 CHAIN_RETRIES = 5
+# How far a record's ``time`` may lie from the millisecond in its decision id. Both are
+# taken by the interceptor microseconds apart; the slack only widens the index range.
+ID_TIME_SLACK_S = 300.0
+# How long an archive process trusts its finding that no record lacks ``actor_keys``.
+LEGACY_CHECK_S = 300.0
 
 
 class ChainConflict(Exception):
@@ -43,22 +48,42 @@ class RecordFilter:
     rule: str | None = None
     chain: str | None = None
 
-    def query(self) -> dict[str, Any]:
-        """The MongoDB filter."""
+    def query(self, legacy_actors: bool = False) -> dict[str, Any]:
+        """The MongoDB filter.
+
+        A time span also bounds the decision id (``_id``): a ULID whose leading bits are
+        the millisecond the interceptor made it in, moments before the record's ``time``.
+        The ``_id`` index so serves as the time index, and the exact ``time`` condition
+        still decides; the bounds are widened by :data:`ID_TIME_SLACK_S` on both sides.
+
+        An actor is found through ``actor_keys`` (one index for the MRI, e-mail and
+        UPN); ``legacy_actors`` adds the fields themselves, for archives that still hold
+        records stored before ``actor_keys`` existed.
+        """
         query: dict[str, Any] = {}
         span: dict[str, float] = {}
+        ids: dict[str, str] = {}
         if self.since is not None:
             span["$gte"] = self.since
+            ids["$gte"] = decision_id_floor(self.since - ID_TIME_SLACK_S)
         if self.until is not None:
             span["$lt"] = self.until
+            ids["$lt"] = decision_id_floor(self.until + ID_TIME_SLACK_S)
         if span:
             query["time"] = span
+            query["_id"] = ids
         if self.actor:
-            query["$or"] = [
-                {"actor.mri": self.actor},
-                {"actor.email": self.actor.lower()},
-                {"actor.upn": self.actor.lower()},
-            ]
+            forms = sorted({self.actor, self.actor.lower()})
+            found: dict[str, Any] = {"actor_keys": {"$in": forms}}
+            if legacy_actors:
+                query["$or"] = [
+                    found,
+                    {"actor.mri": self.actor},
+                    {"actor.email": self.actor.lower()},
+                    {"actor.upn": self.actor.lower()},
+                ]
+            else:
+                query.update(found)
         for field, value in (
             ("conversation.id", self.conversation),
             ("action", self.action),
@@ -69,6 +94,20 @@ class RecordFilter:
             if value:
                 query[field] = value
         return query
+
+
+def actor_keys(actor: Mapping[str, Any] | None) -> list[str]:
+    """The forms an actor is searched by: the MRI as it is, e-mail and UPN lower-cased."""
+    if not actor:
+        return []
+    keys: list[str] = []
+    for field, fold in (("mri", False), ("email", True), ("upn", True)):
+        value = actor.get(field)
+        if isinstance(value, str) and value:
+            key = value.lower() if fold else value
+            if key not in keys:
+                keys.append(key)
+    return keys
 
 
 class Archive:
@@ -84,23 +123,34 @@ class Archive:
         self.admin_log = db["audit_admin_log"]
         self.chain = chain
         self._head: ChainHead | None = None
+        self._legacy: tuple[bool, float] | None = None
 
     async def ensure_indexes(self) -> None:
-        """Indexes for the chain, for time, and for the filters a review starts from:
-        actor, conversation, rule and verdict, each with time.
+        """Indexes for the chain and for the filters a review starts from: actor (by
+        any of its forms), conversation, rule and verdict, each with time.
 
-        Every index is paid for on every archived record, so action, a filter that
-        narrows little, has none (its queries are served by time and verdict).
+        Time itself needs no index of its own: the decision id (``_id``) is a ULID,
+        time-ordered, and every time filter bounds it (:meth:`RecordFilter.query`).
+        Every index is paid for on every archived record (docs/performance.md), so
+        action, a filter that narrows little, has none either. Archives created before
+        keep their older indexes until an operator drops them (docs/audit.md).
         """
         await self.decisions.create_index(
             [("chain", ASCENDING), ("chain_seq", ASCENDING)], unique=True
         )
-        await self.decisions.create_index([("time", DESCENDING)])
-        await self.decisions.create_index([("actor.mri", ASCENDING), ("time", DESCENDING)])
-        await self.decisions.create_index([("actor.email", ASCENDING), ("time", DESCENDING)])
+        await self.decisions.create_index([("actor_keys", ASCENDING), ("time", DESCENDING)])
         await self.decisions.create_index([("conversation.id", ASCENDING), ("time", DESCENDING)])
         await self.decisions.create_index([("rules.name", ASCENDING), ("time", DESCENDING)])
         await self.decisions.create_index([("decision", ASCENDING), ("time", DESCENDING)])
+
+    async def legacy_actors(self) -> bool:
+        """Whether the archive holds records stored before ``actor_keys`` existed
+        (looked up through the ``actor_keys`` index, and remembered a while)."""
+        now = time.monotonic()
+        if self._legacy is None or now - self._legacy[1] > LEGACY_CHECK_S:
+            found = await self.decisions.find_one({"actor_keys": None}, {"_id": 1})
+            self._legacy = (found is not None, now)
+        return self._legacy[0]
 
     # --- writing ------------------------------------------------------------------------
 
@@ -133,6 +183,7 @@ class Archive:
             documents = []
             for record in fresh:
                 document = record.model_dump(mode="json", by_alias=True)
+                document["actor_keys"] = actor_keys(document.get("actor"))
                 head = head.link(document)
                 document["_id"] = record.decision_id
                 documents.append(document)
@@ -161,6 +212,10 @@ class Archive:
 
     # --- reading -------------------------------------------------------------------------
 
+    async def _query(self, selection: RecordFilter) -> dict[str, Any]:
+        legacy = await self.legacy_actors() if selection.actor else False
+        return selection.query(legacy)
+
     async def get(self, decision_id: str) -> dict[str, Any] | None:
         """One record by decision id, as stored (without ``_id``)."""
         return await self.decisions.find_one({"_id": decision_id}, {"_id": 0})
@@ -169,9 +224,10 @@ class Archive:
         self, selection: RecordFilter, limit: int, cursor: str | None = None
     ) -> list[dict[str, Any]]:
         """Newest first; ``cursor`` is the last decision id of the previous page."""
-        query = selection.query()
+        query = await self._query(selection)
         if cursor:
-            query["_id"] = {"$lt": cursor}
+            bounds = query.setdefault("_id", {})
+            bounds["$lt"] = min(cursor, bounds.get("$lt", cursor))
         found = self.decisions.find(query).sort("_id", DESCENDING).limit(limit)
         return [_public(document) async for document in found]
 
@@ -190,7 +246,7 @@ class Archive:
 
     async def counts(self, selection: RecordFilter) -> dict[str, Any]:
         """How many decisions per verdict, and per rule and verdict, in the selection."""
-        match = {"$match": selection.query()}
+        match = {"$match": await self._query(selection)}
         by_verdict: dict[str, int] = {}
         async for row in await self.decisions.aggregate(
             [match, {"$group": {"_id": "$decision", "n": {"$sum": 1}}}]
@@ -236,7 +292,14 @@ class Archive:
         anchor: Anchor | None = await self.anchor(chain)
         start = anchor.seq + 1 if anchor else 1
         if since is not None:
-            first = self.decisions.find({"chain": chain, "time": {"$gte": since}}, {"chain_seq": 1})
+            first = self.decisions.find(
+                {
+                    "chain": chain,
+                    "time": {"$gte": since},
+                    "_id": {"$gte": decision_id_floor(since - ID_TIME_SLACK_S)},
+                },
+                {"chain_seq": 1},
+            )
             seqs = [doc["chain_seq"] async for doc in first.sort("chain_seq", ASCENDING).limit(1)]
             if not seqs:
                 return VerifyReport(chain)

@@ -52,6 +52,8 @@ FIELD_DOCS: dict[str, str] = {
     "headers_added": "Headers the firewall added upstream on an allowed request.",
     "reason": "Why a request was blocked (a rule, fail closed ...), in words.",
     "timings": "Time spent resolving, deciding and in total, in milliseconds.",
+    "actor_keys": "Added by audit: the actor's MRI, e-mail and UPN (e-mail and UPN lower-cased), "
+    "so a search by any of them uses one index.",
     "chain": "Added by audit: the hash chain (partition) holding the record.",
     "chain_seq": "Added by audit: position in that chain, from 1, without gaps.",
     "prev_hash": "Added by audit: hash of the previous record in the chain (64 zeros first).",

@@ -11,6 +11,7 @@ Subjects and stream names are built by :class:`Subjects` from a configurable pre
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import time
@@ -21,6 +22,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA_VERSION = 1
+# A ULID in Crockford base32 (see new_decision_id).
+DECISION_ID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
 
 
 class ContractError(Exception):
@@ -146,7 +149,9 @@ class InterceptedRequest(Contract):
     when it was cut and ``body_size`` gives the full length.
     """
 
-    id: str
+    # The decision id: a ULID made by the interceptor (new_decision_id) moments before
+    # ``time``. The archive relies on it to order and bound records by time.
+    id: str = Field(pattern=DECISION_ID_PATTERN)
     time: float
     interceptor: str
     client_ip: str = ""
@@ -375,6 +380,9 @@ class DecisionRecord(Contract):
     headers_added: dict[str, str] = Field(default_factory=dict)
     reason: str | None = None
     timings: RecordTimings = Field(default_factory=RecordTimings)
+    # Filled in by the audit service: the actor's MRI, e-mail and UPN in one list (the
+    # e-mail and UPN lower-cased), so one index finds the actor by any of them.
+    actor_keys: list[str] = Field(default_factory=list)
     chain: str | None = None  # the audit hash chain (partition) holding the record
     chain_seq: int | None = None  # its position in that chain, from 1
     prev_hash: str | None = None
@@ -498,7 +506,17 @@ def new_decision_id(now: float | None = None) -> str:
     Lexicographic order is time order, so ids sort and paginate naturally.
     """
     millis = int((time.time() if now is None else now) * 1000)
-    value = (millis << 80) | int.from_bytes(secrets.token_bytes(10), "big")
+    return _crockford((millis << 80) | int.from_bytes(secrets.token_bytes(10), "big"))
+
+
+def decision_id_floor(at: float) -> str:
+    """The smallest decision id of the millisecond that contains Unix time ``at``:
+    every id made at ``at`` or later sorts at or after it."""
+    millis = min(max(0, math.floor(at * 1000)), (1 << 48) - 1)
+    return _crockford(millis << 80)
+
+
+def _crockford(value: int) -> str:
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

@@ -215,7 +215,8 @@ def record_for(
             "headers_added": verdict.headers,
             "reason": verdict.reason,
             "timings": timings,
-            # Set by the audit service when it chains the record.
+            # Set by the audit service when it archives and chains the record.
+            "actor_keys": [],
             "chain": None,
             "chain_seq": None,
             "prev_hash": None,

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from pymongo import AsyncMongoClient
 
-from services.common.contracts import InterceptedRequest, Observation, encode
+from services.common.contracts import InterceptedRequest, Observation, encode, new_decision_id
 from services.resolver.context import Conversations
 from services.resolver.observe import Learner
 from services.resolver.people import People
@@ -61,12 +61,12 @@ def _resolution(redirect: str, internal: frozenset[str], store: Store) -> Resolu
     return resolution
 
 
-def _send(account: Account, conversation_id: str, number: int) -> InterceptedRequest:
+def _send(account: Account, conversation_id: str) -> InterceptedRequest:
     assert account.oid
     token = mint_skypetoken(account.oid, account.tenant.id, account.tenant.region)
     body = orjson.dumps({"content": "<p>bench</p>", "messagetype": "RichText/Html"})
     return InterceptedRequest(
-        id=f"bench-{number}",
+        id=new_decision_id(),
         time=time.time(),
         interceptor="bench",
         method="POST",
@@ -141,7 +141,7 @@ async def _run(org: Org, warm: int, store: Store) -> None:
         await resolution.learner.learn(_sign_in(actor))
         before = dict(sim.calls)
         started = time.perf_counter()
-        event = await resolution.enrich(_send(actor, large.id, 0))
+        event = await resolution.enrich(_send(actor, large.id))
         wall = time.perf_counter() - started
         calls = {k: v - before.get(k, 0) for k, v in sim.calls.items() if v - before.get(k, 0)}
         print(
@@ -155,12 +155,12 @@ async def _run(org: Org, warm: int, store: Store) -> None:
         print(f"    wall time {wall * 1000:.0f} ms")
         member = next(a for a in org.members(small) if a.oid)
         await resolution.learner.learn(_sign_in(member))
-        await resolution.enrich(_send(member, small.id, 1))
+        await resolution.enrich(_send(member, small.id))
         quiet = sum(sim.calls.values())
         print(f"warm, {small.key} ({len(org.members(small))} participants):")
-        await _warm(resolution, _send(member, small.id, 2), warm)
+        await _warm(resolution, _send(member, small.id), warm)
         print(f"warm, {large.key} ({len(event.participants)} participants):")
-        await _warm(resolution, _send(actor, large.id, 3), max(50, warm // 10))
+        await _warm(resolution, _send(actor, large.id), max(50, warm // 10))
         print(f"calls made while warm: {sum(sim.calls.values()) - quiet}")
         await resolution.conversations.client.close()
 

@@ -202,3 +202,59 @@ async def test_counts_per_verdict_and_per_rule(archive: Archive) -> None:
     assert counts["by_verdict"] == {"block": 2, "allow": 2}
     assert {"rule": "Wall", "decision": "block", "count": 2} in counts["by_rule"]
     assert {"rule": "Log all", "decision": "allow", "count": 1} in counts["by_rule"]
+
+
+async def test_an_actor_is_found_by_mri_email_or_upn_through_one_index(archive: Archive) -> None:
+    now = time.time()
+    upn = record(at=now - 5)
+    upn.actor.upn = "Alice.Smith@Firm.onmicrosoft.example"  # a UPN that is not the e-mail
+    await archive.store([upn, record(at=now - 4, actor=BOB)])
+
+    async def ids(actor: str) -> list[str]:
+        return [item["decision_id"] for item in await archive.page(RecordFilter(actor=actor), 10)]
+
+    assert await ids("alice.smith@firm.onmicrosoft.example") == [upn.decision_id]
+    assert await ids("ALICE@firm.example") == [upn.decision_id]
+    assert await ids(upn.actor.mri or "") == [upn.decision_id]
+    stored = await archive.get(upn.decision_id)
+    assert stored is not None
+    assert stored["actor_keys"] == [upn.actor.mri, "alice@firm.example",
+                                    "alice.smith@firm.onmicrosoft.example"]
+    indexes = await archive.decisions.index_information()
+    keys = [tuple(name for name, _ in spec["key"]) for spec in indexes.values()]
+    assert ("actor_keys", "time") in keys
+    assert ("time",) not in keys and ("action", "time") not in keys
+
+
+async def test_records_stored_before_actor_keys_existed_are_still_found_by_actor(
+    archive: Archive,
+) -> None:
+    now = time.time()
+    await archive.store([record(at=now - 3)])
+    older = record(at=now - 9, actor=BOB).model_dump(mode="json", by_alias=True)
+    older["_id"] = older["decision_id"]
+    del older["actor_keys"]  # as an earlier audit stored it
+    await archive.decisions.insert_one(older)
+    found = await archive.page(RecordFilter(actor="bob@firm.example"), 10)
+    assert [item["decision_id"] for item in found] == [older["decision_id"]]
+    assert (await archive.counts(RecordFilter(actor=BOB)))["total"] == 1
+
+
+async def test_a_time_span_keeps_records_at_its_edges(archive: Archive) -> None:
+    now = time.time()
+    edge = record(at=now - 60)
+    # The record's time a little after the millisecond in its id, as the interceptor
+    # takes them; and one a whole second later, as a late record would be.
+    edge.time = now - 60 + 0.0004
+    late = record(at=now - 61)
+    late.time = now - 60
+    early = record(at=now - 120)
+    await archive.store([early, edge, late, record(at=now - 1)])
+
+    async def ids(**selection: Any) -> set[str]:
+        page = await archive.page(RecordFilter(**selection), 10)
+        return {item["decision_id"] for item in page}
+
+    assert await ids(since=now - 60, until=now - 59) == {edge.decision_id, late.decision_id}
+    assert await ids(until=now - 60) == {early.decision_id}
+    assert len(await ids(since=now - 60)) == 3

@@ -103,3 +103,24 @@ def test_decision_ids_sort_in_time_order() -> None:
     assert len(early) == 26
     assert early < late
     assert new_decision_id() != new_decision_id()
+
+
+def test_a_decision_id_that_is_not_a_ulid_is_refused_at_the_first_hop() -> None:
+    good = InterceptedRequest(
+        id=new_decision_id(), time=1.0, interceptor="i", method="GET", host="h", path="/"
+    )
+    forged = good.to_bytes().replace(good.id.encode(), b"not-a-ulid")
+    with pytest.raises(ContractError) as caught:
+        decode(InterceptedRequest, forged)
+    assert caught.value.code == "bad_field"
+    assert "InterceptedRequest.id" in caught.value.detail
+
+
+def test_the_decision_id_floor_sorts_between_the_ids_of_two_milliseconds() -> None:
+    from services.common.contracts import decision_id_floor
+
+    at = 1_796_000_000.1234
+    floor = decision_id_floor(at)
+    assert new_decision_id(at - 0.001) < floor <= new_decision_id(at)
+    assert new_decision_id(at) < decision_id_floor(at + 0.001)
+    assert decision_id_floor(-5) == "0" * 26

@@ -11,7 +11,7 @@ import orjson
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from services.common.contracts import InterceptedRequest
+from services.common.contracts import InterceptedRequest, new_decision_id
 from tests.support.tokens import skypetoken
 
 # Examples per property: enough for CI in seconds; TFW_FUZZ_EXAMPLES=5000 for a deep run.
@@ -151,7 +151,7 @@ message_bodies = st.one_of(
 
 requests = st.builds(
     lambda method, host, path, head, body, truncated: InterceptedRequest(
-        id="01FUZZ", time=time.time(), interceptor="fuzz", method=method, host=host,
+        id=new_decision_id(), time=time.time(), interceptor="fuzz", method=method, host=host,
         path=path, headers=head, body=body, body_size=len(body), body_truncated=truncated,
     ),
     st.sampled_from(METHODS),

@@ -8,6 +8,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
+from services.common.contracts import new_decision_id
 from services.interceptor.ask import (
     ENVELOPE_BYTES,
     FailMode,
@@ -38,7 +39,7 @@ def test_the_packet_carries_the_real_host_the_credentials_and_no_cookies() -> No
     )
     flow.request.headers["x-ms-session-id"] = "s1"
     packet = request_packet(
-        flow, "01DECISION", flow.request.pretty_host, flow.request.path, 4, "interceptor@test"
+        flow, new_decision_id(), flow.request.pretty_host, flow.request.path, 4, "interceptor@test"
     )
     assert packet.host == "teams.cloud.microsoft"
     assert packet.path == "/api/chatsvc/emea/v1/users/ME/conversations/x/messages"

@@ -21,6 +21,7 @@ from services.common.contracts import (
     Subjects,
     Verdict,
     encode,
+    new_decision_id,
 )
 from services.interceptor.ask import RECORD_FAILED, Asker, FailMode
 from tests.support.decisions import intercepted
@@ -120,7 +121,7 @@ async def asking(bus: Bus, answer: Answer, timeout_s: float = 2.0) -> Verdict:
     await responder.flush()
     try:
         return await Asker(bus.nc).ask(
-            bus.subjects.intercepted, packet("01ACK" + secrets.token_hex(4)), timeout_s
+            bus.subjects.intercepted, packet(new_decision_id()), timeout_s
         )
     finally:
         await responder.close()
@@ -157,7 +158,7 @@ async def test_a_verdict_whose_record_is_not_stored_is_the_fail_mode(
 async def test_without_a_decision_service_the_ask_fails_at_once(bus: Bus) -> None:
     """nats-server says nobody listens: the cause is that, not the (long) timeout."""
     with pytest.raises(FailMode) as failure:
-        await Asker(bus.nc).ask(bus.subjects.intercepted, packet("01NOBODY"), 60.0)
+        await Asker(bus.nc).ask(bus.subjects.intercepted, packet(new_decision_id()), 60.0)
     assert failure.value.cause == "no_responders"
 
 
@@ -175,7 +176,7 @@ async def test_requests_asked_at_once_on_a_new_asker_each_get_their_own_verdict(
     await responder.flush()
     asker = Asker(bus.nc)
     try:
-        ids = [f"01RACE{n:02d}" for n in range(20)]
+        ids = [new_decision_id() for _ in range(20)]
         verdicts = await asyncio.gather(
             *(asker.ask(bus.subjects.intercepted, packet(i), 5.0) for i in ids)
         )

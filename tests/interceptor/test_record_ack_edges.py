@@ -27,6 +27,7 @@ from services.common.contracts import (
     InterceptedRequest,
     Subjects,
     encode,
+    new_decision_id,
 )
 from services.decider.service import Decider
 from services.decider.settings import DeciderSettings
@@ -95,7 +96,7 @@ async def test_the_wait_for_a_verdict_ends_at_its_timeout_even_when_the_publish_
     asker = Asker(nc)
     try:
         with pytest.raises(FailMode):  # the inbox is subscribed, the bus is healthy
-            await asker.ask(subject, packet("01EDGE" + secrets.token_hex(4)), 0.2)
+            await asker.ask(subject, packet(new_decision_id()), 0.2)
         assert nc._transport is not None
         drain = nc._transport.drain
 
@@ -107,7 +108,7 @@ async def test_the_wait_for_a_verdict_ends_at_its_timeout_even_when_the_publish_
         try:
             async with asyncio.timeout(5):  # guard: the test fails instead of hanging
                 with pytest.raises(FailMode) as failure:
-                    await asker.ask(subject, packet("01EDGE" + secrets.token_hex(4)), 0.2)
+                    await asker.ask(subject, packet(new_decision_id()), 0.2)
         finally:
             nc._transport.drain = drain  # type: ignore[method-assign]
         assert failure.value.cause == "timeout"
@@ -186,7 +187,7 @@ async def test_the_record_acknowledgement_reaches_the_interceptor_under_the_ship
         await relay_as_resolver(resolver, subjects)
         acknowledged = acknowledgements_waited_for()
         verdict = await Asker(interceptor).ask(
-            subjects.intercepted, packet("01ACCT" + secrets.token_hex(4)), 5.0
+            subjects.intercepted, packet(new_decision_id()), 5.0
         )
         assert verdict.decision is Decision.BLOCK
         assert verdict.rules[0].name == "Research may not message Trading"

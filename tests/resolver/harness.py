@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from services.common.contracts import InterceptedRequest, Observation
+from services.common.contracts import InterceptedRequest, Observation, new_decision_id
 from services.resolver.context import Conversations
 from services.resolver.observe import Learner
 from services.resolver.people import People
@@ -71,7 +71,7 @@ def intercepted(
     else:
         raw = orjson.dumps(body)
     return InterceptedRequest(
-        id=f"req-{next(_ids)}",
+        id=new_decision_id(),
         time=time.time(),
         interceptor="test",
         method=method,
