@@ -39,6 +39,13 @@ class ContractError(Exception):
         self.detail = detail
 
 
+class Part(BaseModel):
+    """Base of the models inside a contract: like orjson, they refuse NaN and infinite
+    numbers, which JSON has no way to write."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
 class Contract(BaseModel):
     """Base of every bus message: strict about unknown versions, lenient about extras."""
 
@@ -47,9 +54,11 @@ class Contract(BaseModel):
         extra="ignore",
         ser_json_bytes="base64",
         val_json_bytes="base64",
+        allow_inf_nan=False,
     )
 
-    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    # Strict: a version written as "1" or 1.0 is not version 1.
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema", strict=True)
 
     def to_bytes(self) -> bytes:
         return encode(self)
@@ -174,7 +183,7 @@ class InterceptedRequest(Contract):
 # --- resolver -> decider --------------------------------------------------------------
 
 
-class Actor(BaseModel):
+class Actor(Part):
     """Who acts, from the credential's claims and the user cache."""
 
     mri: str | None = None
@@ -187,7 +196,7 @@ class Actor(BaseModel):
     region: str | None = None
 
 
-class Credential(BaseModel):
+class Credential(Part):
     """What the request's credentials said, without the tokens themselves."""
 
     status: CredentialStatus
@@ -196,7 +205,7 @@ class Credential(BaseModel):
     expires_at: float | None = None
 
 
-class Participant(BaseModel):
+class Participant(Part):
     mri: str
     kind: ParticipantKind = ParticipantKind.UNKNOWN
     email: str | None = None
@@ -207,7 +216,7 @@ class Participant(BaseModel):
     external: bool = False  # outside every internal tenant
 
 
-class Conversation(BaseModel):
+class Conversation(Part):
     id: str
     type: ConversationType = ConversationType.UNKNOWN
     topic: str | None = None
@@ -216,12 +225,12 @@ class Conversation(BaseModel):
     tenant_id: str | None = None
 
 
-class FileRef(BaseModel):
+class FileRef(Part):
     name: str
     extension: str = ""
 
 
-class BodyFeatures(BaseModel):
+class BodyFeatures(Part):
     message_type: str | None = None
     text: str | None = None
     files: list[FileRef] = Field(default_factory=list)
@@ -235,7 +244,7 @@ class BodyFeatures(BaseModel):
         return bool(self.files)
 
 
-class Provenance(BaseModel):
+class Provenance(Part):
     """How fresh and how trustworthy the context is."""
 
     source: ContextSource
@@ -279,7 +288,7 @@ class EnrichedEvent(Contract):
 # --- decider -> interceptor -----------------------------------------------------------
 
 
-class MatchedRule(BaseModel):
+class MatchedRule(Part):
     name: str
     mode: RuleMode = RuleMode.ENFORCE
     actions: list[str] = Field(default_factory=list)  # block, log, add_header, allow
@@ -333,7 +342,7 @@ class Observation(Contract):
 # --- decider -> JetStream -> audit / SIEM --------------------------------------------
 
 
-class RecordTimings(BaseModel):
+class RecordTimings(Part):
     resolve_ms: float = 0.0
     decide_ms: float = 0.0
     total_ms: float = 0.0
@@ -439,15 +448,32 @@ def block_body(decision_id: str, reason: str, status: int) -> bytes:
 
 
 def encode(message: BaseModel) -> bytes:
-    """Serialise a contract to JSON bytes."""
-    return orjson.dumps(message.model_dump(mode="json", by_alias=True))
+    """Serialise a contract to JSON bytes (pydantic's own serialiser: the same JSON as
+    ``orjson.dumps(message.model_dump(mode="json", by_alias=True))``, in one step)."""
+    return message.__pydantic_serializer__.to_json(message, by_alias=True)
 
 
 _MAX_WHERE = 80
 
 
 def decode[T: Contract](model: type[T], data: bytes) -> T:
-    """Parse JSON bytes into ``model``; any problem is a :class:`ContractError`."""
+    """Parse JSON bytes into ``model``; any problem is a :class:`ContractError`.
+
+    A well-formed message is parsed and validated in one step by pydantic. Anything
+    else takes the careful path, which names what is wrong: not JSON, not an object,
+    another schema version, or the first field that fails.
+    """
+    try:
+        message = model.model_validate_json(data)
+    except ValidationError:
+        pass
+    else:
+        if message.schema_version == SCHEMA_VERSION:
+            return message
+    return _decode_carefully(model, data)
+
+
+def _decode_carefully[T: Contract](model: type[T], data: bytes) -> T:
     try:
         raw: Any = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -455,7 +481,7 @@ def decode[T: Contract](model: type[T], data: bytes) -> T:
     if not isinstance(raw, dict):
         raise ContractError("bad_shape", f"expected an object, got {type(raw).__name__}")
     version = raw.get("schema", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or type(version) is not int:
         # The sender's value is shown only when it is a version number: anything else
         # could be the payload itself (a token) and would reach logs and the reply.
         shown = version if type(version) is int else f"a {type(version).__name__}"

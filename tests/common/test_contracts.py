@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from services.common.contracts import (
@@ -124,3 +125,43 @@ def test_the_decision_id_floor_sorts_between_the_ids_of_two_milliseconds() -> No
     assert new_decision_id(at - 0.001) < floor <= new_decision_id(at)
     assert new_decision_id(at) < decision_id_floor(at + 0.001)
     assert decision_id_floor(-5) == "0" * 26
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ((b'"schema":1', b'"schema":"1"'), "bad_schema"),
+        ((b'"schema":1', b'"schema":2'), "bad_schema"),
+        ((b'"schema":1', b'"schema":true'), "bad_schema"),
+        ((b'"age_s":null', b'"age_s":NaN'), "bad_json"),
+        ((b'"age_s":null', b'"age_s":Infinity'), "bad_json"),
+        ((b'"age_s":null', b'"age_s":1e400'), "bad_json"),
+        ((b'"time":', b'"time":-Infinity,"x":'), "bad_json"),
+        ((b'"host":"h"', b'"host":"\\ud800"'), "bad_json"),
+    ],
+    ids=["schema-as-text", "schema-2", "schema-true", "nested-nan", "nested-infinity",
+         "nested-overflow", "top-infinity", "lone-surrogate"],
+)
+def test_what_json_cannot_carry_is_refused_with_the_careful_code(
+    change: tuple[bytes, bytes], code: str
+) -> None:
+    event = EnrichedEvent(
+        id=new_decision_id(), time=1.0, interceptor="i", method="POST", host="h", path="/p",
+        action=Action.MESSAGE_SEND, credential=Credential(status=CredentialStatus.OK),
+    )
+    data = encode(event)
+    assert change[0] in data
+    with pytest.raises(ContractError) as caught:
+        decode(EnrichedEvent, data.replace(change[0], change[1], 1))
+    assert caught.value.code == code
+
+
+def test_a_decoded_message_equals_the_one_validated_field_by_field() -> None:
+    event = EnrichedEvent(
+        id=new_decision_id(), time=1.5, interceptor="i", method="POST", host="h", path="/p",
+        action=Action.MESSAGE_SEND, credential=Credential(status=CredentialStatus.OK),
+    )
+    data = encode(event)
+    assert decode(EnrichedEvent, data) == EnrichedEvent.model_validate(orjson.loads(data))
+    assert orjson.loads(data) == orjson.loads(orjson.dumps(event.model_dump(mode="json",
+                                                                            by_alias=True)))
