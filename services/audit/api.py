@@ -23,6 +23,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel
 
 from services.audit.archive import Archive, RecordFilter
+from services.audit.archive import parse_time as time_of
 from services.audit.keys import ApiKeys
 from services.common.contracts import DecisionRecord
 
@@ -78,22 +79,13 @@ class VerifyPublic(BaseModel):
 
 
 def parse_time(value: str | None, name: str) -> float | None:
-    """Unix seconds or an ISO 8601 time (UTC when no offset is given)."""
+    """Unix seconds or an ISO 8601 time (UTC when no offset is given); 422 otherwise."""
     if value is None or value == "":
         return None
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: not a Unix time or ISO 8601 time"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        return time_of(value)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: {exc}") from None
 
 
 def create_app(

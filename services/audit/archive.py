@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
@@ -27,8 +28,11 @@ CHAIN_RETRIES = 5
 # How far a record's ``time`` may lie from the millisecond in its decision id. Both are
 # taken by the interceptor microseconds apart; the slack only widens the index range.
 ID_TIME_SLACK_S = 300.0
-# How long an archive process trusts its finding that no record lacks ``actor_keys``.
+# How long an archive process trusts its finding that records without ``actor_keys``
+# remain (a finding that none remain is checked again on every actor search).
 LEGACY_CHECK_S = 300.0
+# The first time a decision id (48 bits of milliseconds) cannot hold.
+LAST_TIME_S = float(1 << 48) / 1000
 
 
 class ChainConflict(Exception):
@@ -96,6 +100,25 @@ class RecordFilter:
         return query
 
 
+def parse_time(value: str) -> float:
+    """Unix seconds, or an ISO 8601 time (UTC when it has no offset). Raises ValueError
+    with a reason for anything else, infinities and times no decision id can hold
+    included."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("not a Unix time or ISO 8601 time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = moment.timestamp()
+    if not (0 <= seconds < LAST_TIME_S):
+        raise ValueError("not a time between 1970 and the year 10889")
+    return seconds
+
+
 def actor_keys(actor: Mapping[str, Any] | None) -> list[str]:
     """The forms an actor is searched by: the MRI as it is, e-mail and UPN lower-cased."""
     if not actor:
@@ -123,7 +146,7 @@ class Archive:
         self.admin_log = db["audit_admin_log"]
         self.chain = chain
         self._head: ChainHead | None = None
-        self._legacy: tuple[bool, float] | None = None
+        self._legacy: float | None = None  # when records without actor_keys were seen
 
     async def ensure_indexes(self) -> None:
         """Indexes for the chain and for the filters a review starts from: actor (by
@@ -145,12 +168,15 @@ class Archive:
 
     async def legacy_actors(self) -> bool:
         """Whether the archive holds records stored before ``actor_keys`` existed
-        (looked up through the ``actor_keys`` index, and remembered a while)."""
+        (looked up through the ``actor_keys`` index; a yes is remembered a while)."""
         now = time.monotonic()
-        if self._legacy is None or now - self._legacy[1] > LEGACY_CHECK_S:
+        if self._legacy is None or now - self._legacy > LEGACY_CHECK_S:
             found = await self.decisions.find_one({"actor_keys": None}, {"_id": 1})
-            self._legacy = (found is not None, now)
-        return self._legacy[0]
+            if found is None:
+                # Not remembered: a writer not yet upgraded (or a restore) may add one.
+                return False
+            self._legacy = now
+        return True
 
     # --- writing ------------------------------------------------------------------------
 

@@ -117,9 +117,14 @@ async def test_filters_narrow_the_list(api: Api) -> None:
 
 
 async def test_a_bad_filter_value_is_refused_with_422(api: Api) -> None:
-    for params in ({"verdict": "maybe"}, {"since": "yesterday"}, {"limit": "0"}):
+    for params in ({"verdict": "maybe"}, {"since": "yesterday"}, {"limit": "0"},
+                   {"since": "nan"}, {"until": "inf"}, {"since": "1e999"}, {"until": "-5"}):
         response = await api.http.get("/v1/decisions", params=params, headers=api.as_reader())
         assert response.status_code == 422, params
+    response = await api.http.get("/v1/counts", params={"since": "NaN"},
+                                  headers=api.as_reader())
+    assert response.status_code == 422
+    assert "since: not a time" in response.text
 
 
 async def test_the_cursor_walks_every_record_once(api: Api) -> None:

@@ -258,3 +258,17 @@ async def test_a_time_span_keeps_records_at_its_edges(archive: Archive) -> None:
     assert await ids(since=now - 60, until=now - 59) == {edge.decision_id, late.decision_id}
     assert await ids(until=now - 60) == {early.decision_id}
     assert len(await ids(since=now - 60)) == 3
+
+
+async def test_a_record_from_a_writer_not_yet_upgraded_is_found_by_the_next_search(
+    archive: Archive,
+) -> None:
+    now = time.time()
+    await archive.store([record(at=now - 3)])
+    assert await archive.page(RecordFilter(actor=BOB), 10) == []  # no legacy record yet
+    older = record(at=now - 2, actor=BOB).model_dump(mode="json", by_alias=True)
+    older["_id"] = older["decision_id"]
+    del older["actor_keys"]  # as an audit of the previous version stores it
+    await archive.decisions.insert_one(older)
+    found = await archive.page(RecordFilter(actor=BOB), 10)
+    assert [item["decision_id"] for item in found] == [older["decision_id"]]

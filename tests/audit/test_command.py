@@ -123,3 +123,12 @@ def test_a_durable_consumer_for_a_siem_shipper_is_created_with_explicit_acks(
 
     ack_policy, durable = asyncio.run(inspect())
     assert "explicit" in ack_policy.lower() and durable == "vector"
+
+
+def test_a_time_that_is_not_one_stops_the_command_and_says_why(database: Any) -> None:
+    seed(database, 1)
+    with pytest.raises(SystemExit) as stopped:
+        main(["audit", "verify", "--since", "inf"])
+    assert str(stopped.value) == (
+        "tfw audit: --since 'inf': not a time between 1970 and the year 10889"
+    )

@@ -138,9 +138,13 @@ def test_the_decision_id_floor_sorts_between_the_ids_of_two_milliseconds() -> No
         ((b'"age_s":null', b'"age_s":1e400'), "bad_json"),
         ((b'"time":', b'"time":-Infinity,"x":'), "bad_json"),
         ((b'"host":"h"', b'"host":"\\ud800"'), "bad_json"),
+        ((b'"schema":1', b'"schema":1,"ignored":NaN'), "bad_json"),
+        ((b'"schema":1', b'"schema":1,"ignored":1e400'), "bad_json"),
+        ((b'"schema":1', b'"schema_version":2'), "bad_schema"),
     ],
     ids=["schema-as-text", "schema-2", "schema-true", "nested-nan", "nested-infinity",
-         "nested-overflow", "top-infinity", "lone-surrogate"],
+         "nested-overflow", "top-infinity", "lone-surrogate", "nan-in-an-ignored-field",
+         "overflow-in-an-ignored-field", "version-under-the-field-name"],
 )
 def test_what_json_cannot_carry_is_refused_with_the_careful_code(
     change: tuple[bytes, bytes], code: str
@@ -165,3 +169,12 @@ def test_a_decoded_message_equals_the_one_validated_field_by_field() -> None:
     assert decode(EnrichedEvent, data) == EnrichedEvent.model_validate(orjson.loads(data))
     assert orjson.loads(data) == orjson.loads(orjson.dumps(event.model_dump(mode="json",
                                                                             by_alias=True)))
+
+
+def test_a_whole_number_mongodb_cannot_store_is_refused_on_the_bus() -> None:
+    verdict = Verdict(decision_id=new_decision_id(), decision=Decision.BLOCK, status=403)
+    wide = encode(verdict).replace(b'"status":403', b'"status":' + str(2**63).encode())
+    with pytest.raises(ContractError) as caught:
+        decode(Verdict, wide)
+    assert caught.value.code == "bad_field"
+    assert caught.value.detail.startswith("Verdict.status:")

@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 
 from services.audit.api import CSV_COLUMNS, csv_row
 from services.audit.archive import Archive, RecordFilter
+from services.audit.archive import parse_time as time_of
 from services.audit.keys import SCOPES, ApiKeys
 from services.audit.schema import schema_json, schema_markdown
 from services.audit.settings import AuditSettings
@@ -78,17 +79,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     schema.set_defaults(handler=_schema)
 
 
-def parse_time(value: str | None) -> float | None:
-    """Unix seconds or ISO 8601 (UTC when no offset is given)."""
+def parse_time(value: str | None, name: str = "time") -> float | None:
+    """Unix seconds or ISO 8601 (UTC when no offset is given); a bad value stops the
+    command with exit code 2 and says why."""
     if not value:
         return None
     try:
-        return float(value)
-    except ValueError:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        return time_of(value)
+    except ValueError as exc:
+        raise SystemExit(f"tfw audit: {name} {value!r}: {exc}") from None
 
 
 def _runner(handler: Handler) -> Callable[[argparse.Namespace], int]:
@@ -123,7 +122,7 @@ def _who() -> str:
 
 
 async def _verify(args: argparse.Namespace, archive: Archive, _: ApiKeys) -> int:
-    reports = await archive.verify(parse_time(args.since))
+    reports = await archive.verify(parse_time(args.since, "--since"))
     if not reports:
         print("no chains: the archive is empty")
     for report in reports:
@@ -163,8 +162,8 @@ async def _keys_revoke(args: argparse.Namespace, archive: Archive, keys: ApiKeys
 
 async def _export(args: argparse.Namespace, archive: Archive, _: ApiKeys) -> int:
     selection = RecordFilter(
-        since=parse_time(args.since),
-        until=parse_time(args.until),
+        since=parse_time(args.since, "--since"),
+        until=parse_time(args.until, "--until"),
         actor=args.actor,
         conversation=args.conversation,
         action=args.action,
@@ -187,7 +186,7 @@ async def _export(args: argparse.Namespace, archive: Archive, _: ApiKeys) -> int
 
 
 async def _purge(args: argparse.Namespace, archive: Archive, _: ApiKeys) -> int:
-    before = parse_time(args.before)
+    before = parse_time(args.before, "--before")
     assert before is not None
     removed = await archive.purge(before)
     await archive.log_admin(_who(), "purge", {"before": before, "removed": removed})
