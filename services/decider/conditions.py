@@ -13,11 +13,9 @@ from zoneinfo import ZoneInfo
 
 from services.common.contracts import Action, ConversationType, Location
 from services.decider.facts import Crowd, Facts, Principal
-from services.decider.identity import IdentityPatterns, fold_text, nfkc_text, normal_domain
+from services.decider.identity import WORD, IdentityPatterns, fold_text, nfkc_text, normal_domain
 
 Outcome = bool | None
-
-_WHOLE_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -392,9 +390,9 @@ class TextMatches(Condition):
         # A keyword that is one whole word matches exactly when the text has that word:
         # a set test. A phrase ("front run") needs the regex, and only when the text
         # has its first word; a phrase that starts with a sign ("+1") always does.
-        self.whole_words = frozenset(w for w in words if _WHOLE_WORD.fullmatch(w))
+        self.whole_words = frozenset(w for w in words if WORD.fullmatch(w))
         self.phrases = tuple(w for w in words if w not in self.whole_words)
-        heads = [_WHOLE_WORD.match(w) for w in self.phrases]
+        heads = [WORD.match(w) for w in self.phrases]
         self.heads = frozenset(h.group(0) for h in heads if h)
         self.headless = not all(heads)
         # Set by :func:`screen_texts`: one search of the rule set's patterns together,

@@ -18,9 +18,7 @@ from services.common.contracts import (
     EnrichedEvent,
     Participant,
 )
-from services.decider.identity import domain_of, fold_text, identities_of, nfkc_text
-
-_WORD = re.compile(r"\w+")
+from services.decider.identity import WORD, domain_of, fold_text, identities_of, nfkc_text
 
 
 class Principal:
@@ -210,7 +208,7 @@ class Facts:
     def words(self) -> frozenset[str]:
         """The whole words of the folded text, for keyword tests by set."""
         if self._words is None:
-            self._words = frozenset(_WORD.findall(self.folded_text))
+            self._words = frozenset(WORD.findall(self.folded_text))
         return self._words
 
     def screened(self, screen: re.Pattern[str]) -> bool:
