@@ -19,7 +19,12 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.audit.chain import Anchor, ChainHead, VerifyReport, verify_chain
-from services.common.contracts import DecisionRecord, RuleSetDocument, decision_id_floor
+from services.common.contracts import (
+    DECISION_ID_END_S,
+    DecisionRecord,
+    RuleSetDocument,
+    decision_id_floor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,6 @@ ID_TIME_SLACK_S = 300.0
 # How long an archive process trusts its finding that records without ``actor_keys``
 # remain (a finding that none remain is checked again on every actor search).
 LEGACY_CHECK_S = 300.0
-# The first time a decision id (48 bits of milliseconds) cannot hold.
-LAST_TIME_S = float(1 << 48) / 1000
 
 
 class ChainConflict(Exception):
@@ -114,7 +117,7 @@ def parse_time(value: str) -> float:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         seconds = moment.timestamp()
-    if not (0 <= seconds < LAST_TIME_S):
+    if not (0 <= seconds < DECISION_ID_END_S):
         raise ValueError("not a time between 1970 and the year 10889")
     return seconds
 
@@ -319,12 +322,7 @@ class Archive:
         start = anchor.seq + 1 if anchor else 1
         if since is not None:
             first = self.decisions.find(
-                {
-                    "chain": chain,
-                    "time": {"$gte": since},
-                    "_id": {"$gte": decision_id_floor(since - ID_TIME_SLACK_S)},
-                },
-                {"chain_seq": 1},
+                RecordFilter(since=since, chain=chain).query(), {"chain_seq": 1}
             )
             seqs = [doc["chain_seq"] async for doc in first.sort("chain_seq", ASCENDING).limit(1)]
             if not seqs:

@@ -533,6 +533,10 @@ def new_decision_id(now: float | None = None) -> str:
     return _crockford((millis << 80) | int.from_bytes(secrets.token_bytes(10), "big"))
 
 
+# The first Unix time a decision id (48 bits of milliseconds) cannot hold.
+DECISION_ID_END_S = (1 << 48) / 1000
+
+
 def decision_id_floor(at: float) -> str:
     """The smallest decision id of the millisecond that contains Unix time ``at``:
     every id made at ``at`` or later sorts at or after it."""
