@@ -13,10 +13,9 @@ class _Nothing:
     """An addon that does nothing, standing where the firewall addon stands."""
 
 
-async def serve() -> None:
+async def serve(settings: InterceptorSettings) -> None:
     from services.interceptor.proxy import build_master
 
-    settings = InterceptorSettings.load()
     master = build_master(settings, _Nothing())  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -29,4 +28,5 @@ if __name__ == "__main__":
 
     # The interceptor's own event loop choice, so the baseline differs from the
     # firewall by the firewall addon only.
-    run_forever(serve(), InterceptorSettings.load().event_loop)
+    settings = InterceptorSettings.load()
+    run_forever(serve(settings), settings.event_loop)

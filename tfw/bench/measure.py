@@ -150,3 +150,12 @@ def percentile(samples: list[float], fraction: float) -> float:
         return float("nan")
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
+
+
+def added_latency(baseline: list[float], measured: list[float]) -> tuple[float, float]:
+    """What ``measured`` adds to ``baseline`` at the median and the 99th percentile, in
+    the samples' unit (NaN where either has no samples)."""
+    if not baseline or not measured:
+        return float("nan"), float("nan")
+    p50 = statistics.median(measured) - statistics.median(baseline)
+    return p50, percentile(measured, 0.99) - percentile(baseline, 0.99)

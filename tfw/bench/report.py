@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from tfw.bench.measure import percentile
+from tfw.bench.measure import added_latency
 from tfw.bench.workload import expected_verdicts
 
 if TYPE_CHECKING:
@@ -172,18 +172,10 @@ class Report:
 
     def cpu_table(self, windows: list[Window], title: str) -> None:
         self.section(f"CPU per request by process ({title}), ms")
-        merged: dict[str, list[float]] = {}
-        for window in windows:
-            for name, ms in window.cpu_ms_per_request().items():
-                merged.setdefault(name, []).append(ms)
-        total = 0.0
-        table = {}
-        for name, values in sorted(merged.items()):
-            ms = statistics.median(values)
-            table[name] = ms
-            if not name.startswith(("upstream", "load generator")):
-                total += ms
+        table = _median_cpu(windows)
+        for name, ms in table.items():
             self.line(f"  {name:<30} {ms:6.3f} ms/request")
+        total = sum(_firewall_only(table).values())
         capacity = 1000 / total if total else math.nan
         self.line(f"  {'firewall total (no upstream, no client)':<30} {total:6.3f} ms/request  "
                   f"→ about {capacity:.0f} requests/s per core for the whole pipeline")
@@ -241,13 +233,11 @@ class Report:
         self.line(f"  keep-alive, {len(stock)} alternating round(s): stock "
                   f"mitmdump {rate['stock']:.0f} req/s, firewall without the archive "
                   f"{rate['paused']:.0f} req/s ({ratio:.2f}×)")
-        lean, firewall = latencies["lean"], latencies["firewall"]
-        added_p50 = (statistics.median(firewall) - statistics.median(lean)
-                     if lean and firewall else math.nan)
-        added_p99 = percentile(firewall, 0.99) - percentile(lean, 0.99)
+        added_p50, added_p99 = added_latency(latencies["lean"], latencies["firewall"])
         self.line(f"  latency added at 1 connection: p50 {added_p50:+.2f} ms, "
                   f"p99 {added_p99:+.2f} ms")
-        cpu = _mean_cpu(paused)
+        cpu = _firewall_only(_median_cpu(paused))
+        cpu["firewall total"] = sum(cpu.values())
         self.line("  CPU per request without the archive: "
                   + ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items()) + " ms")
         self.figures["archive_paused"] = {
@@ -289,17 +279,19 @@ class Report:
             self.line(f"  (exited with {code})")
 
 
-def _mean_cpu(windows: list[Window]) -> dict[str, float]:
-    """CPU ms per request by process over several windows (the firewall's own, then the
-    whole firewall's total), in the order of the first window."""
+def _median_cpu(windows: list[Window]) -> dict[str, float]:
+    """CPU ms per request by process, the median over the windows, by name."""
     merged: dict[str, list[float]] = {}
     for window in windows:
         for name, ms in window.cpu_ms_per_request().items():
             merged.setdefault(name, []).append(ms)
-    table = {name: statistics.median(values) for name, values in merged.items()
-             if not name.startswith(("upstream", "load generator"))}
-    table["firewall total"] = sum(table.values())
-    return table
+    return {name: statistics.median(values) for name, values in sorted(merged.items())}
+
+
+def _firewall_only(table: dict[str, float]) -> dict[str, float]:
+    """The firewall's own processes: not the upstream stand-in, not the load generator."""
+    return {name: ms for name, ms in table.items()
+            if not name.startswith(("upstream", "load generator"))}
 
 
 def _statuses(windows: list[Window]) -> str:

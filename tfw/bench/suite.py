@@ -24,6 +24,7 @@ from tfw.bench.loadgen import run_load
 from tfw.bench.measure import (
     AuditLag,
     Window,
+    added_latency,
     keep_alive,
     measured,
     percentile,
@@ -213,22 +214,26 @@ async def _throughput(run: Run) -> None:
 
 
 async def _latency(run: Run) -> None:
-    sizes, rig = run.sizes, run.rig
     samples: dict[str, list[float]] = {"lean": [], "firewall": []}
-    for _ in range(sizes.rounds):
-        for name in ("lean", "firewall"):
-            port = rig.proxy_port() if name == "firewall" else run.baseline_port(name)
-            result = await run_load(port, CHAT_HOST, run.requests, run.ca, 1,
-                                    sizes.latency_seconds, warmup=0)
-            samples[name] += result.latencies_ms
-    lean, firewall = samples["lean"], samples["firewall"]
+    for _ in range(run.sizes.rounds):
+        await _one_connection_round(run, samples)
+    added_p50, added_p99 = added_latency(samples["lean"], samples["firewall"])
     run.report.latency(
         {name: (statistics.median(s) if s else float("nan"), percentile(s, 0.99), len(s))
          for name, s in samples.items()},
-        added_p50=statistics.median(firewall) - statistics.median(lean)
-        if lean and firewall else float("nan"),
-        added_p99=percentile(firewall, 0.99) - percentile(lean, 0.99),
+        added_p50=added_p50,
+        added_p99=added_p99,
     )
+
+
+async def _one_connection_round(run: Run, samples: dict[str, list[float]]) -> None:
+    """One latency window at one connection for the lean master, then the firewall;
+    their latencies are added to ``samples``."""
+    for name in ("lean", "firewall"):
+        port = run.rig.proxy_port() if name == "firewall" else run.baseline_port(name)
+        result = await run_load(port, CHAT_HOST, run.requests, run.ca, 1,
+                                run.sizes.latency_seconds, warmup=0)
+        samples[name] += result.latencies_ms
 
 
 # --- item 3: new TLS connections ------------------------------------------------------
@@ -285,7 +290,6 @@ async def _profile(run: Run) -> None:
     run.report.profile(result)
 
 
-
 # --- diagnosis: the decision path with the archive paused ----------------------------------
 
 
@@ -312,9 +316,5 @@ async def _archive_paused(run: Run) -> None:
             [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
             sizes.seconds,
         )))
-        for name in ("lean", "firewall"):
-            port = rig.proxy_port() if name == "firewall" else run.baseline_port(name)
-            result = await run_load(port, CHAT_HOST, run.requests, run.ca, 1,
-                                    sizes.latency_seconds, warmup=0)
-            latencies[name] += result.latencies_ms
+        await _one_connection_round(run, latencies)
     run.report.archive_paused(stock, paused, latencies)
