@@ -23,11 +23,11 @@ SECTIONS = (
     "3. New TLS connections per second",
     "4. Decider alone",
     "5. Resolver",
-    "6. Audit under the load of item 1",
+    "6. Audit: the archive catching up, then beside the proxy",
     "7. Scaling: interceptor processes",
     "CPU per request by process (firewall, 1 interceptor)",
     "CPU per request by process (firewall, 2 interceptors)",
-    "Diagnosis: items 1 and 2 with the archive paused",
+    "CPU per request by process (firewall with the archive beside it)",
     "Targets",
 )
 
@@ -60,19 +60,39 @@ def test_every_send_of_the_allowed_mix_went_the_whole_way(
     assert re.search(r"\d+ allowed, 0 blocked", verdicts), verdicts
     audit = figures["audit"]
     assert audit["decided"] > 0
-    assert audit["published"] >= audit["decided"]
-    assert audit["archived"] >= audit["decided"]
+    assert audit["published"] == audit["decided"]
+    assert audit["archived"] == audit["decided"]
+    assert "(every one in the stream and the archive)" in stdout
+
+
+def test_the_archive_caught_up_and_was_measured_beside_the_proxy(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, figures = tiny_run
+    audit = figures["audit"]
+    assert audit["backlog"] > 0  # items 1 to 7 left their records in the stream
+    assert audit["backlog_seconds"] is not None
+    assert audit["drained_after_s"] is not None
+    beside = figures["beside_archive"]
+    assert beside["firewall"] > 0 and beside["stock"] > 0
+    shown = next(line for line in stdout.splitlines() if "not a target:" in line)
+    assert f"{beside['ratio']:.2f}× stock" in shown
 
 
 def test_cpu_is_reported_for_every_process_of_the_firewall(
     tiny_run: tuple[str, dict[str, Any]],
 ) -> None:
     _, figures = tiny_run
-    one = figures["cpu_ms_per_request"]["firewall, 1 interceptor"]
-    two = figures["cpu_ms_per_request"]["firewall, 2 interceptors"]
-    for name in ("interceptor", "resolver", "decider", "audit", "nats", "secantusdb"):
-        assert name in one and name in two
+    tables = figures["cpu_ms_per_request"]
+    one = tables["firewall, 1 interceptor"]
+    two = tables["firewall, 2 interceptors"]
+    beside = tables["firewall with the archive beside it"]
+    for name in ("interceptor", "resolver", "decider", "nats", "secantusdb"):
+        assert name in one and name in two and name in beside
     assert "interceptor-2" in two
+    # Items 1 to 7 measure the decision path: the audit service is stopped meanwhile.
+    assert "audit" not in one and "audit" not in two
+    assert beside["audit"] > 0 and beside["secantusdb"] > 0
 
 
 def test_each_target_is_judged_with_its_measured_figure(

@@ -134,6 +134,15 @@ class Rig:
         if len(self.interceptors) > 1:
             self.stack.stop_process(self.interceptors.pop())
 
+    def pause_archive(self) -> None:
+        """Stop the audit service: records are still published to the decision stream
+        and acknowledged by JetStream, and wait there for its durable consumer."""
+        self.stack.stop_process(self.stack.find("audit"))
+
+    def resume_archive(self) -> Process:
+        """Start the audit service again; it archives what waited in the stream."""
+        return self.stack.start_service("audit", self._env["audit"])
+
     def stop(self) -> None:
         """Stop everything this rig started, by PID."""
         for proc, _ in self.baselines.values():

@@ -109,6 +109,20 @@ class AuditLag:
         return statistics.median(self.samples) if self.samples else 0.0
 
 
+@dataclass
+class Beside:
+    """Item 6's windows with the archive working: stock and firewall keep-alive rounds,
+    one-connection latencies, the consumer's lag, records archived in the windows."""
+
+    stock: list[Window] = field(default_factory=list)
+    firewall: list[Window] = field(default_factory=list)
+    latencies: dict[str, list[float]] = field(
+        default_factory=lambda: {"lean": [], "firewall": []}
+    )
+    lag: AuditLag = field(default_factory=AuditLag)
+    archived: float = 0.0
+
+
 async def consumer_lag(nc: NATS, stream: str, consumer: str) -> int:
     """Records the consumer has not acknowledged yet (waiting plus in flight)."""
     info = await asyncio.wait_for(nc.jetstream().consumer_info(stream, consumer), 2.0)

@@ -4,8 +4,10 @@ run, printed as it comes and summed up against the targets at the end.
 Order of a run: the decider and resolver component benchmarks (items 4 and 5, in
 their own processes while nothing else of ours runs); then the proxies (stock
 ``mitmdump``, the lean master, the firewall) on one fast upstream, warmed, and
-measured in alternating rounds so that a noisy neighbour hurts all of them alike
-(items 1, 2, 3 and 6); then a second interceptor on the same bus (item 7).
+measured in alternating rounds so that a noisy neighbour hurts all of them alike.
+Items 1, 2, 3 and 7 measure the decision path with the archive paused (its records
+wait in JetStream); item 6 then starts the audit service again, lets it catch up, and
+measures it beside the proxy on the same cores, items 1 and 2 included.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from tfw.bench.firewall import Rig, metric_sum
 from tfw.bench.loadgen import run_load
 from tfw.bench.measure import (
     AuditLag,
+    Beside,
     Window,
     added_latency,
+    consumer_lag,
     keep_alive,
     measured,
     percentile,
@@ -36,6 +40,9 @@ from tfw.bench.report import Report
 from tfw.bench.workload import CHAT_HOST, accounts_of, build_requests, sign_in
 
 WARM_TIMEOUT_S = 20.0
+AUDIT_CONSUMER = "audit"
+# The records items 1 to 7 leave in the stream: tens of thousands in a full run.
+BACKLOG_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -106,13 +113,14 @@ async def run_suite(
         rig.start_firewall()
         run = Run(rig, sizes, report, mix, profile)
         await _warm(run)
+        trail = await _pause_archive(run)
         await _throughput(run)
         await _latency(run)
         await _new_connections(run)
         await _scaling(run)
         if profile:
             await _profile(run)
-        await _archive_paused(run)  # last: it stops the audit service
+        await _archive(run, trail)
     finally:
         rig.stop()
     report.summary()
@@ -158,55 +166,65 @@ def _resolver_contexts(rig: Rig) -> dict[str, float]:
     }
 
 
-# --- item 1 and 6: keep-alive throughput, the audit under that load ----------------------
+# --- the decision path's own figures: the archive paused ----------------------------------
+
+
+@dataclass
+class Trail:
+    """Where the decision stream and the decider's count stood when the archive paused."""
+
+    stream_messages: int
+    decided: float
+
+
+async def _pause_archive(run: Run) -> Trail:
+    """Stop the audit service for items 1, 2, 3 and 7, once it has archived the warm-up.
+
+    Those items measure the decision path as the issue defines it: interceptor →
+    resolver → decider → verdict, with every record published to JetStream and
+    acknowledged before the verdict takes effect. The archive (the audit consumer and
+    its database) is the part a deployment runs on nodes of its own; here its records
+    wait in the stream, and item 6 archives them and then measures the archive beside
+    the proxy on these same cores.
+    """
+    rig = run.rig
+    nc = await rig.connect()
+    try:
+        stream = rig.subjects.decision_stream
+        await wait_drained(nc, stream, AUDIT_CONSUMER, AuditLag())
+        rig.pause_archive()
+        trail = Trail(
+            (await nc.jetstream().stream_info(stream)).state.messages,
+            _decisions(rig),
+        )
+    finally:
+        await nc.close()
+    run.report.note("the audit service is stopped for items 1, 2, 3 and 7 (the decision "
+                    "path: every record published and acknowledged, waiting in the stream); "
+                    "item 6 archives them and measures the archive beside the proxy")
+    return trail
+
+
+def _decisions(rig: Rig) -> float:
+    return metric_sum(rig.metrics("decider"), "tfw_decider_decisions_total")
+
+
+# --- item 1: keep-alive throughput ------------------------------------------------------
 
 
 async def _throughput(run: Run) -> None:
     sizes, rig = run.sizes, run.rig
-    nc = await rig.connect()
-    lag = AuditLag()
-    stream, consumer = rig.subjects.decision_stream, "audit"
-    stored_before = metric_sum(rig.metrics("audit"), "tfw_audit_records_total", outcome="stored")
-    load_seconds = 0.0
-    stream_before = (await nc.jetstream().stream_info(stream)).state.messages
-    decided = 0
-    try:
-        for _ in range(sizes.rounds):
-            for name in ("stock", "lean", "firewall"):
-                if name == "firewall":
-                    stop = asyncio.Event()
-                    sampler = spawn(
-                        sample_lag(nc, stream, consumer, lag, stop), "bench-audit-lag"
-                    )
-                    window = await measured(
-                        rig.pids(),
-                        keep_alive([rig.proxy_port()], CHAT_HOST, run.requests, run.ca,
-                                   sizes.connections, sizes.seconds),
-                    )
-                    stop.set()
-                    await sampler
-                    load_seconds += window.result.seconds
-                    decided += window.result.requests
-                else:
-                    window = await measured(
-                        run.baseline_pids(name),
-                        keep_alive([run.baseline_port(name)], CHAT_HOST, run.requests,
-                                   run.ca, sizes.connections, sizes.seconds),
-                    )
-                run.keep_alive.setdefault(name, []).append(window)
-        await wait_drained(nc, stream, consumer, lag)
-        stored = metric_sum(rig.metrics("audit"), "tfw_audit_records_total", outcome="stored")
-        stream_after = (await nc.jetstream().stream_info(stream)).state.messages
-    finally:
-        await nc.close()
+    for _ in range(sizes.rounds):
+        for name in ("stock", "lean", "firewall"):
+            if name == "firewall":
+                port, pids = rig.proxy_port(), rig.pids()
+            else:
+                port, pids = run.baseline_port(name), run.baseline_pids(name)
+            window = await measured(pids, keep_alive(
+                [port], CHAT_HOST, run.requests, run.ca, sizes.connections, sizes.seconds
+            ))
+            run.keep_alive.setdefault(name, []).append(window)
     run.report.throughput(run.keep_alive, sizes.connections, run.mix)
-    run.report.audit(
-        stored=stored - stored_before,
-        published=stream_after - stream_before,
-        decided=decided,
-        load_seconds=load_seconds,
-        lag=lag,
-    )
     run.report.cpu_table(run.keep_alive["firewall"], "firewall, 1 interceptor")
 
 
@@ -290,31 +308,59 @@ async def _profile(run: Run) -> None:
     run.report.profile(result)
 
 
-# --- diagnosis: the decision path with the archive paused ----------------------------------
+# --- item 6: the archive, catching up and then beside the proxy ---------------------------
 
 
-async def _archive_paused(run: Run) -> None:
-    """Items 1 and 2 again with the audit service stopped, for the diagnosis only.
-
-    The decider still publishes every record and JetStream still acknowledges it; only
-    the archiving (the audit consumer and its database) is paused, its records waiting
-    in the stream. On a machine where the archive shares the cores with the proxy, the
-    difference is what the archive costs the decision path; in production the audit and
-    MongoDB run on their own nodes. Not a target: the targets above include the archive.
-    """
+async def _archive(run: Run, trail: Trail) -> None:
+    """Item 6. The audit service starts again and archives what items 1 to 7 left in the
+    stream (its rate with the proxy idle is the archive's capacity on this machine);
+    then items 1 and 2 run once more with the archive working beside the proxy on the
+    same cores, sampling the consumer's lag. Every decision made since the pause must
+    then be in the stream and in the archive."""
     sizes, rig = run.sizes, run.rig
-    rig.stack.stop_process(rig.stack.find("audit"))
-    stock: list[Window] = []
-    paused: list[Window] = []
-    latencies: dict[str, list[float]] = {"lean": [], "firewall": []}
-    for _ in range(sizes.rounds):
-        stock.append(await measured(run.baseline_pids("stock"), keep_alive(
-            [run.baseline_port("stock")], CHAT_HOST, run.requests, run.ca,
-            sizes.connections, sizes.seconds,
-        )))
-        paused.append(await measured(rig.pids(), keep_alive(
-            [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
-            sizes.seconds,
-        )))
-        await _one_connection_round(run, latencies)
-    run.report.archive_paused(stock, paused, latencies)
+    stream = rig.subjects.decision_stream
+    nc = await rig.connect()
+    try:
+        backlog = await consumer_lag(nc, stream, AUDIT_CONSUMER)
+        await asyncio.to_thread(rig.resume_archive)
+        caught_up = AuditLag()
+        await wait_drained(nc, stream, AUDIT_CONSUMER, caught_up, BACKLOG_TIMEOUT_S)
+        beside = Beside()
+        for _ in range(sizes.rounds):
+            beside.stock.append(await measured(run.baseline_pids("stock"), keep_alive(
+                [run.baseline_port("stock")], CHAT_HOST, run.requests, run.ca,
+                sizes.connections, sizes.seconds,
+            )))
+            stored = _archived(rig)
+            stop = asyncio.Event()
+            sampler = spawn(
+                sample_lag(nc, stream, AUDIT_CONSUMER, beside.lag, stop), "bench-audit-lag"
+            )
+            window = await measured(rig.pids(), keep_alive(
+                [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
+                sizes.seconds,
+            ))
+            stop.set()
+            await sampler
+            beside.firewall.append(window)
+            beside.archived += _archived(rig) - stored
+            await _one_connection_round(run, beside.latencies)
+        await wait_drained(nc, stream, AUDIT_CONSUMER, beside.lag)
+        published = (await nc.jetstream().stream_info(stream)).state.messages
+    finally:
+        await nc.close()
+    run.report.archive(
+        connections=sizes.connections,
+        backlog=backlog,
+        caught_up=caught_up,
+        beside=beside,
+        decided=_decisions(rig) - trail.decided,
+        published=published - trail.stream_messages,
+        archived=_archived(rig),
+    )
+    run.report.cpu_table(beside.firewall, "firewall with the archive beside it")
+
+
+def _archived(rig: Rig) -> float:
+    """Records the running audit process has stored since it started."""
+    return metric_sum(rig.metrics("audit"), "tfw_audit_records_total", outcome="stored")
