@@ -49,9 +49,9 @@ BACKLOG_TIMEOUT_S = 300.0
 class Sizes:
     """How long and how hard each part runs; ``quick`` and ``tiny`` shrink them."""
 
-    seconds: float = 5.0  # one keep-alive window
-    rounds: int = 3  # alternating rounds of stock / lean / firewall
-    latency_seconds: float = 3.0
+    seconds: float = 3.0  # one keep-alive window
+    rounds: int = 6  # rounds of stock / lean / firewall, every other one mirrored
+    latency_seconds: float = 2.0
     connect_seconds: float = 3.0
     connections: int = 16
     connect_clients: int = 8
@@ -125,6 +125,13 @@ async def run_suite(
         rig.stop()
     report.summary()
     return report
+
+
+def in_round(names: tuple[str, ...], index: int) -> tuple[str, ...]:
+    """The order of round ``index``: as given, then mirrored (A B C, C B A, A B C …), so
+    a machine that slows down or speeds up during the run shifts neither side of a
+    comparison more than the other."""
+    return names if index % 2 == 0 else names[::-1]
 
 
 # --- warming --------------------------------------------------------------------------
@@ -214,8 +221,8 @@ def _decisions(rig: Rig) -> float:
 
 async def _throughput(run: Run) -> None:
     sizes, rig = run.sizes, run.rig
-    for _ in range(sizes.rounds):
-        for name in ("stock", "lean", "firewall"):
+    for index in range(sizes.rounds):
+        for name in in_round(("stock", "lean", "firewall"), index):
             if name == "firewall":
                 port, pids = rig.proxy_port(), rig.pids()
             else:
@@ -233,8 +240,8 @@ async def _throughput(run: Run) -> None:
 
 async def _latency(run: Run) -> None:
     samples: dict[str, list[float]] = {"lean": [], "firewall": []}
-    for _ in range(run.sizes.rounds):
-        await _one_connection_round(run, samples)
+    for index in range(run.sizes.rounds):
+        await _one_connection_round(run, samples, index)
     added_p50, added_p99 = added_latency(samples["lean"], samples["firewall"])
     run.report.latency(
         {name: (statistics.median(s) if s else float("nan"), percentile(s, 0.99), len(s))
@@ -244,10 +251,12 @@ async def _latency(run: Run) -> None:
     )
 
 
-async def _one_connection_round(run: Run, samples: dict[str, list[float]]) -> None:
-    """One latency window at one connection for the lean master, then the firewall;
-    their latencies are added to ``samples``."""
-    for name in ("lean", "firewall"):
+async def _one_connection_round(
+    run: Run, samples: dict[str, list[float]], index: int
+) -> None:
+    """One latency window at one connection for the lean master and the firewall (in
+    the order of round ``index``); their latencies are added to ``samples``."""
+    for name in in_round(("lean", "firewall"), index):
         port = run.rig.proxy_port() if name == "firewall" else run.baseline_port(name)
         result = await run_load(port, CHAT_HOST, run.requests, run.ca, 1,
                                 run.sizes.latency_seconds, warmup=0)
@@ -260,8 +269,8 @@ async def _one_connection_round(run: Run, samples: dict[str, list[float]]) -> No
 async def _new_connections(run: Run) -> None:
     sizes, rig = run.sizes, run.rig
     found: dict[str, list[Window]] = {"stock": [], "firewall": []}
-    for _ in range(sizes.rounds):
-        for name in found:
+    for index in range(sizes.rounds):
+        for name in in_round(tuple(found), index):
             port = rig.proxy_port() if name == "firewall" else run.baseline_port(name)
             pids = rig.pids() if name == "firewall" else run.baseline_pids(name)
             found[name].append(await measured(pids, run_load(
@@ -326,25 +335,28 @@ async def _archive(run: Run, trail: Trail) -> None:
         caught_up = AuditLag()
         await wait_drained(nc, stream, AUDIT_CONSUMER, caught_up, BACKLOG_TIMEOUT_S)
         beside = Beside()
-        for _ in range(sizes.rounds):
-            beside.stock.append(await measured(run.baseline_pids("stock"), keep_alive(
-                [run.baseline_port("stock")], CHAT_HOST, run.requests, run.ca,
-                sizes.connections, sizes.seconds,
-            )))
-            stored = _archived(rig)
-            stop = asyncio.Event()
-            sampler = spawn(
-                sample_lag(nc, stream, AUDIT_CONSUMER, beside.lag, stop), "bench-audit-lag"
-            )
-            window = await measured(rig.pids(), keep_alive(
-                [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
-                sizes.seconds,
-            ))
-            stop.set()
-            await sampler
-            beside.firewall.append(window)
-            beside.archived += _archived(rig) - stored
-            await _one_connection_round(run, beside.latencies)
+        for index in range(sizes.rounds):
+            for name in in_round(("stock", "firewall"), index):
+                if name == "stock":
+                    beside.stock.append(await measured(run.baseline_pids("stock"), keep_alive(
+                        [run.baseline_port("stock")], CHAT_HOST, run.requests, run.ca,
+                        sizes.connections, sizes.seconds,
+                    )))
+                    continue
+                stored = _archived(rig)
+                stop = asyncio.Event()
+                sampler = spawn(
+                    sample_lag(nc, stream, AUDIT_CONSUMER, beside.lag, stop), "bench-audit-lag"
+                )
+                window = await measured(rig.pids(), keep_alive(
+                    [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
+                    sizes.seconds,
+                ))
+                stop.set()
+                await sampler
+                beside.firewall.append(window)
+                beside.archived += _archived(rig) - stored
+            await _one_connection_round(run, beside.latencies, index)
         await wait_drained(nc, stream, AUDIT_CONSUMER, beside.lag)
         published = (await nc.jetstream().stream_info(stream)).state.messages
     finally:
