@@ -121,6 +121,16 @@ class Beside:
     )
     lag: AuditLag = field(default_factory=AuditLag)
     archived: float = 0.0
+    # Per keep-alive window: seconds until the consumer caught up once it ended
+    # (None: not within the wait).
+    caught_up_s: list[float | None] = field(default_factory=list)
+
+    @property
+    def slowest_catch_up(self) -> float | None:
+        """The longest catch-up after a window; None if any window's never came."""
+        if not self.caught_up_s or None in self.caught_up_s:
+            return None
+        return max(s for s in self.caught_up_s if s is not None)
 
 
 async def consumer_lag(nc: NATS, stream: str, consumer: str) -> int:

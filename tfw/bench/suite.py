@@ -356,8 +356,11 @@ async def _archive(run: Run, trail: Trail) -> None:
                 await sampler
                 beside.firewall.append(window)
                 beside.archived += _archived(rig) - stored
+                after = AuditLag()
+                await wait_drained(nc, stream, AUDIT_CONSUMER, after)
+                beside.caught_up_s.append(after.drained_after_s)
             await _one_connection_round(run, beside.latencies, index)
-        await wait_drained(nc, stream, AUDIT_CONSUMER, beside.lag)
+        await wait_drained(nc, stream, AUDIT_CONSUMER, AuditLag())
         published = (await nc.jetstream().stream_info(stream)).state.messages
     finally:
         await nc.close()
