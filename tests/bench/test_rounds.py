@@ -1,13 +1,14 @@
-"""How rounds are ordered and compared: a machine that drifts during a run must not
-favour either side of a ratio."""
+"""How rounds are ordered and compared (a machine that drifts during a run must not
+favour either side of a ratio), and what makes a run fail."""
 
 from __future__ import annotations
 
+import io
 import math
 
 from tfw.bench.loadgen import LoadResult
-from tfw.bench.measure import Window
-from tfw.bench.report import paired_ratio
+from tfw.bench.measure import Beside, CatchUp, Window
+from tfw.bench.report import Report, paired_ratio
 from tfw.bench.suite import in_round
 
 
@@ -38,3 +39,35 @@ def test_a_round_whose_baseline_did_nothing_is_left_out() -> None:
     assert rounds == [2.0]
     assert ratio == 2.0
     assert math.isnan(paired_ratio([_window(1)], [_window(0)])[0])
+
+
+def test_a_trail_with_a_missing_record_is_a_problem_of_the_run() -> None:
+    report = Report(io.StringIO())
+    report.archive(
+        connections=16,
+        catch_up=CatchUp(backlog=100, records=100, seconds=0.5, cores={"audit": 0.2}),
+        beside=Beside(),
+        decided=1000, published=1000, archived=999, waiting=None,
+    )
+    assert report.problems and "archived 999" in report.problems[0]
+    report.summary()
+    assert "Problems (the run exits 1)" in report.out.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_whole_trail_is_no_problem_and_a_backlog_never_drained_has_no_rate() -> None:
+    report = Report(io.StringIO())
+    report.archive(
+        connections=16,
+        catch_up=CatchUp(backlog=100, records=40, seconds=None),
+        beside=Beside(),
+        decided=10, published=10, archived=10, waiting=None,
+    )
+    assert report.problems == []
+    assert "not within the wait" in report.out.getvalue()  # type: ignore[attr-defined]
+    assert math.isnan(report.figures["audit"]["backlog_records_per_s"])
+
+
+def test_the_slowest_catch_up_is_unknown_when_any_window_never_caught_up() -> None:
+    assert Beside(caught_up_s=[0.1, 0.4]).slowest_catch_up == 0.4
+    assert Beside(caught_up_s=[0.1, None]).slowest_catch_up is None
+    assert Beside().slowest_catch_up is None

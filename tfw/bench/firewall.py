@@ -179,7 +179,7 @@ class Rig:
         return found
 
     def metrics(self, service: str) -> str:
-        """The Prometheus text of the first running process of ``service``."""
+        """The Prometheus text of the running process of ``service`` started last."""
         process = self.stack.find(service)
         url = f"http://127.0.0.1:{process.http_port}/metrics"
         with urllib.request.urlopen(url, timeout=METRIC_TIMEOUT_S) as response:

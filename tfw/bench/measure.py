@@ -110,6 +110,20 @@ class AuditLag:
 
 
 @dataclass
+class CatchUp:
+    """Item 6's first part: the audit archiving the backlog with the proxy idle."""
+
+    backlog: int  # records waiting when the audit started again
+    records: int | float  # records it stored from when it was ready until caught up
+    seconds: float | None  # until caught up; None: not within the wait
+    cores: dict[str, float] = field(default_factory=dict)  # by process, meanwhile
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else float("nan")
+
+
+@dataclass
 class Beside:
     """Item 6's windows with the archive working: stock and firewall keep-alive rounds,
     one-connection latencies, the consumer's lag, records archived in the windows."""

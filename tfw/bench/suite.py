@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+
 from services.common.ops import spawn
 from tfw.bench import components
 from tfw.bench.firewall import Rig, metric_sum
@@ -26,6 +30,7 @@ from tfw.bench.loadgen import run_load
 from tfw.bench.measure import (
     AuditLag,
     Beside,
+    CatchUp,
     Window,
     added_latency,
     consumer_lag,
@@ -35,12 +40,19 @@ from tfw.bench.measure import (
     sample_lag,
     wait_drained,
 )
+from tfw.bench.procs import cpu_seconds
 from tfw.bench.profile import Profile, profile_interceptor
 from tfw.bench.report import Report
 from tfw.bench.workload import CHAT_HOST, accounts_of, build_requests, sign_in
+from tfw.stack import StackError
 
 WARM_TIMEOUT_S = 20.0
 AUDIT_CONSUMER = "audit"
+ARCHIVE_PROCESSES = ("audit", "secantusdb")
+# The CPU tables' titles: what ran in their windows.
+PATH_ONE = "decision path, 1 interceptor, archive paused"
+PATH_TWO = "decision path, 2 interceptors, archive paused"
+WHOLE_BESIDE = "whole firewall, the archive beside the proxy"
 # The records items 1 to 7 leave in the stream: tens of thousands in a full run.
 BACKLOG_TIMEOUT_S = 300.0
 
@@ -120,7 +132,11 @@ async def run_suite(
         await _scaling(run)
         if profile:
             await _profile(run)
-        await _archive(run, trail)
+        try:
+            await _archive(run, trail)
+        except (StackError, nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            # Items 1 to 5 and 7 stand; say what went wrong and keep them.
+            report.problem(f"item 6 could not run to its end: {type(exc).__name__}: {exc}")
     finally:
         rig.stop()
     report.summary()
@@ -198,7 +214,11 @@ async def _pause_archive(run: Run) -> Trail:
     nc = await rig.connect()
     try:
         stream = rig.subjects.decision_stream
-        await wait_drained(nc, stream, AUDIT_CONSUMER, AuditLag())
+        warm = AuditLag()
+        await wait_drained(nc, stream, AUDIT_CONSUMER, warm)
+        if warm.drained_after_s is None:
+            run.report.problem("the warm-up's records were not all archived before the "
+                               "pause: item 6's count of archived records includes them")
         rig.pause_archive()
         trail = Trail(
             (await nc.jetstream().stream_info(stream)).state.messages,
@@ -232,7 +252,7 @@ async def _throughput(run: Run) -> None:
             ))
             run.keep_alive.setdefault(name, []).append(window)
     run.report.throughput(run.keep_alive, sizes.connections, run.mix)
-    run.report.cpu_table(run.keep_alive["firewall"], "firewall, 1 interceptor")
+    run.report.cpu_table(run.keep_alive["firewall"], PATH_ONE)
 
 
 # --- item 2: latency added at one connection ------------------------------------------
@@ -284,21 +304,24 @@ async def _new_connections(run: Run) -> None:
 
 
 async def _scaling(run: Run) -> None:
+    """One interceptor, then two, in mirrored rounds. The second interceptor stays up
+    throughout; in the one-interceptor windows it takes no connections."""
     sizes, rig = run.sizes, run.rig
-    one = await measured(rig.pids(), keep_alive(
-        [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections, sizes.seconds
-    ))
+    found: dict[str, list[Window]] = {"one": [], "two": []}
     rig.add_interceptor()
     try:
         ports = [rig.proxy_port(0), rig.proxy_port(1)]
         await keep_alive(ports, CHAT_HOST, run.requests, run.ca, 4, 0.5)  # warm the second
-        two = await measured(rig.pids(), keep_alive(
-            ports, CHAT_HOST, run.requests, run.ca, sizes.connections, sizes.seconds
-        ))
+        for index in range(sizes.rounds):
+            for name in in_round(("one", "two"), index):
+                used = ports[:1] if name == "one" else ports
+                found[name].append(await measured(rig.pids(), keep_alive(
+                    used, CHAT_HOST, run.requests, run.ca, sizes.connections, sizes.seconds
+                )))
     finally:
         rig.remove_interceptor()
-    run.report.scaling(one, two)
-    run.report.cpu_table([two], "firewall, 2 interceptors")
+    run.report.scaling(found["one"], found["two"])
+    run.report.cpu_table(found["two"], PATH_TWO)
 
 
 # --- the warm-path profile ----------------------------------------------------------------
@@ -326,54 +349,94 @@ async def _archive(run: Run, trail: Trail) -> None:
     then items 1 and 2 run once more with the archive working beside the proxy on the
     same cores, sampling the consumer's lag. Every decision made since the pause must
     then be in the stream and in the archive."""
-    sizes, rig = run.sizes, run.rig
+    rig = run.rig
     stream = rig.subjects.decision_stream
     nc = await rig.connect()
+    beside = Beside()
     try:
-        backlog = await consumer_lag(nc, stream, AUDIT_CONSUMER)
-        await asyncio.to_thread(rig.resume_archive)
-        caught_up = AuditLag()
-        await wait_drained(nc, stream, AUDIT_CONSUMER, caught_up, BACKLOG_TIMEOUT_S)
-        beside = Beside()
-        for index in range(sizes.rounds):
-            for name in in_round(("stock", "firewall"), index):
-                if name == "stock":
-                    beside.stock.append(await measured(run.baseline_pids("stock"), keep_alive(
-                        [run.baseline_port("stock")], CHAT_HOST, run.requests, run.ca,
-                        sizes.connections, sizes.seconds,
-                    )))
-                    continue
-                stored = _archived(rig)
-                stop = asyncio.Event()
-                sampler = spawn(
-                    sample_lag(nc, stream, AUDIT_CONSUMER, beside.lag, stop), "bench-audit-lag"
-                )
-                window = await measured(rig.pids(), keep_alive(
-                    [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
-                    sizes.seconds,
-                ))
-                stop.set()
-                await sampler
-                beside.firewall.append(window)
-                beside.archived += _archived(rig) - stored
-                after = AuditLag()
-                await wait_drained(nc, stream, AUDIT_CONSUMER, after)
-                beside.caught_up_s.append(after.drained_after_s)
-            await _one_connection_round(run, beside.latencies, index)
-        await wait_drained(nc, stream, AUDIT_CONSUMER, AuditLag())
+        catch_up = await _catch_up(run, nc)
+        if catch_up.seconds is None:
+            run.report.problem(
+                f"item 6: the backlog was not archived within {BACKLOG_TIMEOUT_S:.0f} s; "
+                "the rounds beside the proxy were not run (they would measure the catch-up)"
+            )
+        else:
+            await _beside_rounds(run, nc, beside)
+        final = AuditLag()
+        await wait_drained(nc, stream, AUDIT_CONSUMER, final)
         published = (await nc.jetstream().stream_info(stream)).state.messages
     finally:
         await nc.close()
     run.report.archive(
-        connections=sizes.connections,
-        backlog=backlog,
-        caught_up=caught_up,
+        connections=run.sizes.connections,
+        catch_up=catch_up,
         beside=beside,
         decided=_decisions(rig) - trail.decided,
         published=published - trail.stream_messages,
         archived=_archived(rig),
+        waiting=None if final.drained_after_s is not None
+        else final.error or "the consumer had not caught up",
     )
-    run.report.cpu_table(beside.firewall, "firewall with the archive beside it")
+    if beside.firewall:
+        run.report.cpu_table(beside.firewall, WHOLE_BESIDE)
+
+
+async def _catch_up(run: Run, nc: NATS) -> CatchUp:
+    """Start the audit again and time it through the backlog, with the CPU the audit and
+    its database spent meanwhile."""
+    rig = run.rig
+    stream = rig.subjects.decision_stream
+    backlog = await consumer_lag(nc, stream, AUDIT_CONSUMER)
+    await asyncio.to_thread(rig.resume_archive)
+    # Ready means the audit has fetched once: count what it stores from here on.
+    archive = {name: pid for name, pid in rig.pids().items() if name in ARCHIVE_PROCESSES}
+    before = {name: cpu_seconds(pid) for name, pid in archive.items()}
+    stored = _archived(rig)
+    lag = AuditLag()
+    started = time.perf_counter()
+    await wait_drained(nc, stream, AUDIT_CONSUMER, lag, BACKLOG_TIMEOUT_S)
+    elapsed = time.perf_counter() - started
+    return CatchUp(
+        backlog=backlog,
+        records=_archived(rig) - stored,
+        seconds=lag.drained_after_s,
+        cores={name: (cpu_seconds(pid) - before[name]) / elapsed
+               for name, pid in archive.items()},
+    )
+
+
+async def _beside_rounds(run: Run, nc: NATS, beside: Beside) -> None:
+    """Items 1 and 2 again, the archive working: stock and firewall keep-alive windows
+    (the consumer's lag sampled, its catch-up timed after each), then one connection."""
+    sizes, rig = run.sizes, run.rig
+    stream = rig.subjects.decision_stream
+    for index in range(sizes.rounds):
+        for name in in_round(("stock", "firewall"), index):
+            if name == "stock":
+                beside.stock.append(await measured(run.baseline_pids("stock"), keep_alive(
+                    [run.baseline_port("stock")], CHAT_HOST, run.requests, run.ca,
+                    sizes.connections, sizes.seconds,
+                )))
+                continue
+            stored = _archived(rig)
+            stop = asyncio.Event()
+            sampler = spawn(
+                sample_lag(nc, stream, AUDIT_CONSUMER, beside.lag, stop), "bench-audit-lag"
+            )
+            try:
+                window = await measured(rig.pids(), keep_alive(
+                    [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
+                    sizes.seconds,
+                ))
+            finally:
+                stop.set()
+                await sampler
+            beside.firewall.append(window)
+            beside.archived += _archived(rig) - stored
+            after = AuditLag()
+            await wait_drained(nc, stream, AUDIT_CONSUMER, after)
+            beside.caught_up_s.append(after.drained_after_s)
+        await _one_connection_round(run, beside.latencies, index)
 
 
 def _archived(rig: Rig) -> float:
