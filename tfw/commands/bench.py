@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_const", const="quick", dest="size",
-                      help="one short round of each figure (about 1.5 minutes)")
+                      help="one short round of each figure (about a minute)")
     size.add_argument("--tiny", action="store_const", const="tiny", dest="size",
                       help="a fraction of a second per figure: checks the harness only")
     parser.add_argument("--mix", choices=("allowed", "mixed"), default="allowed",
