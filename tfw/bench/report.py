@@ -197,9 +197,9 @@ class Report:
     def _beside(self, connections: int, beside: Beside) -> None:
         load_seconds = sum(w.result.seconds for w in beside.firewall)
         rate = beside.archived / load_seconds if load_seconds else math.nan
-        decisions = sum(w.result.requests for w in beside.firewall)
-        offered = decisions / load_seconds if load_seconds else math.nan
-        self.line(f"  beside the proxy, {connections} connections: {offered:.0f} "
+        stock = _rate(beside.stock)
+        firewall = _rate(beside.firewall)  # requests decided per second, all windows
+        self.line(f"  beside the proxy, {connections} connections: {firewall:.0f} "
                   f"decisions/s, {rate:.0f} records/s archived in the same windows "
                   f"(statuses {_statuses(beside.firewall)}; errors "
                   f"{sum(w.result.errors for w in beside.firewall)})")
@@ -209,8 +209,6 @@ class Report:
         self.line(f"  consumer lag during that load (records not yet acknowledged): median "
                   f"{beside.lag.median:.0f}, peak {beside.lag.peak}; caught up {drained}"
                   + (f"; sampling error {beside.lag.error}" if beside.lag.error else ""))
-        stock = _rate(beside.stock)
-        firewall = _rate(beside.firewall)
         ratio, _ = paired_ratio(beside.firewall, beside.stock)
         added_p50, added_p99 = added_latency(beside.latencies["lean"],
                                              beside.latencies["firewall"])
@@ -221,7 +219,7 @@ class Report:
                   "items 1 and 2 measure the decision path)")
         self.figures["beside_archive"] = {
             "ratio": ratio, "stock": stock, "firewall": firewall,
-            "records_per_s": rate, "decisions_per_s": offered, "lag_median": beside.lag.median,
+            "records_per_s": rate, "decisions_per_s": firewall, "lag_median": beside.lag.median,
             "lag_peak": beside.lag.peak, "caught_up_after_s": slowest,
             "latency_added_ms": {"p50": added_p50, "p99": added_p99},
         }

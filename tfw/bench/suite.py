@@ -105,6 +105,22 @@ class Run:
         return {name: self.rig.baselines[name][0].pid,
                 "upstream (stand-in)": self.rig.pids()["upstream (stand-in)"]}
 
+    def port(self, name: str) -> int:
+        """The proxy port of ``firewall`` (its first interceptor) or of a baseline."""
+        return self.rig.proxy_port() if name == "firewall" else self.baseline_port(name)
+
+    def pids(self, name: str) -> dict[str, int]:
+        """The processes whose CPU a window of ``name`` is charged with."""
+        return self.rig.pids() if name == "firewall" else self.baseline_pids(name)
+
+
+async def _keep_alive_window(run: Run, name: str) -> Window:
+    """One keep-alive window at the run's connection count through ``name``."""
+    sizes = run.sizes
+    return await measured(run.pids(name), keep_alive(
+        [run.port(name)], CHAT_HOST, run.requests, run.ca, sizes.connections, sizes.seconds
+    ))
+
 
 async def run_suite(
     data_dir: Path, out: IO[str], log: IO[str], size: str = "full", mix: str = "allowed",
@@ -240,18 +256,10 @@ def _decisions(rig: Rig) -> float:
 
 
 async def _throughput(run: Run) -> None:
-    sizes, rig = run.sizes, run.rig
-    for index in range(sizes.rounds):
+    for index in range(run.sizes.rounds):
         for name in in_round(("stock", "lean", "firewall"), index):
-            if name == "firewall":
-                port, pids = rig.proxy_port(), rig.pids()
-            else:
-                port, pids = run.baseline_port(name), run.baseline_pids(name)
-            window = await measured(pids, keep_alive(
-                [port], CHAT_HOST, run.requests, run.ca, sizes.connections, sizes.seconds
-            ))
-            run.keep_alive.setdefault(name, []).append(window)
-    run.report.throughput(run.keep_alive, sizes.connections, run.mix)
+            run.keep_alive.setdefault(name, []).append(await _keep_alive_window(run, name))
+    run.report.throughput(run.keep_alive, run.sizes.connections, run.mix)
     run.report.cpu_table(run.keep_alive["firewall"], PATH_ONE)
 
 
@@ -277,8 +285,7 @@ async def _one_connection_round(
     """One latency window at one connection for the lean master and the firewall (in
     the order of round ``index``); their latencies are added to ``samples``."""
     for name in in_round(("lean", "firewall"), index):
-        port = run.rig.proxy_port() if name == "firewall" else run.baseline_port(name)
-        result = await run_load(port, CHAT_HOST, run.requests, run.ca, 1,
+        result = await run_load(run.port(name), CHAT_HOST, run.requests, run.ca, 1,
                                 run.sizes.latency_seconds, warmup=0)
         samples[name] += result.latencies_ms
 
@@ -287,14 +294,12 @@ async def _one_connection_round(
 
 
 async def _new_connections(run: Run) -> None:
-    sizes, rig = run.sizes, run.rig
+    sizes = run.sizes
     found: dict[str, list[Window]] = {"stock": [], "firewall": []}
     for index in range(sizes.rounds):
         for name in in_round(tuple(found), index):
-            port = rig.proxy_port() if name == "firewall" else run.baseline_port(name)
-            pids = rig.pids() if name == "firewall" else run.baseline_pids(name)
-            found[name].append(await measured(pids, run_load(
-                port, CHAT_HOST, run.requests, run.ca, sizes.connect_clients,
+            found[name].append(await measured(run.pids(name), run_load(
+                run.port(name), CHAT_HOST, run.requests, run.ca, sizes.connect_clients,
                 sizes.connect_seconds, keep_alive=False, warmup=0,
             )))
     run.report.new_connections(found, sizes.connect_clients)
@@ -413,10 +418,7 @@ async def _beside_rounds(run: Run, nc: NATS, beside: Beside) -> None:
     for index in range(sizes.rounds):
         for name in in_round(("stock", "firewall"), index):
             if name == "stock":
-                beside.stock.append(await measured(run.baseline_pids("stock"), keep_alive(
-                    [run.baseline_port("stock")], CHAT_HOST, run.requests, run.ca,
-                    sizes.connections, sizes.seconds,
-                )))
+                beside.stock.append(await _keep_alive_window(run, name))
                 continue
             stored = _archived(rig)
             stop = asyncio.Event()
@@ -424,10 +426,7 @@ async def _beside_rounds(run: Run, nc: NATS, beside: Beside) -> None:
                 sample_lag(nc, stream, AUDIT_CONSUMER, beside.lag, stop), "bench-audit-lag"
             )
             try:
-                window = await measured(rig.pids(), keep_alive(
-                    [rig.proxy_port()], CHAT_HOST, run.requests, run.ca, sizes.connections,
-                    sizes.seconds,
-                ))
+                window = await _keep_alive_window(run, name)
             finally:
                 stop.set()
                 await sampler
