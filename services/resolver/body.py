@@ -29,16 +29,26 @@ class BodyParse:
 
 
 def _depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
+    """No value inside ``value`` sits deeper than ``limit`` (the top is depth 0)."""
+    containers = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while containers:
+        if depth == limit:
+            # Anything inside one of these would sit at limit + 1.
+            return not any(containers)
+        inner: list[Any] = []
+        for item in containers:
+            children = item.values() if isinstance(item, dict) else item
+            inner.extend(child for child in children if isinstance(child, dict | list))
+        containers = inner
+        depth += 1
     return True
+
+
+def _shallow(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """True when ``body`` cannot nest deeper than ``limit``: it has too few brackets.
+    A message has a handful; counting them is far cheaper than walking the parse."""
+    return body.count(b"{") + body.count(b"[") <= limit
 
 
 def _maybe_json(value: Any) -> Any:
@@ -93,7 +103,7 @@ def parse_body(body: bytes) -> BodyParse:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return BodyParse(features=BodyFeatures(parse_error="body is not JSON"))
-    if not _depth_ok(data):
+    if not _shallow(body) and not _depth_ok(data):
         return BodyParse(features=BodyFeatures(parse_error="body nested too deeply"))
     features = BodyFeatures()
     if isinstance(data, dict):

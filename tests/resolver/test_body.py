@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from services.resolver.body import parse_body, plain_text
+from services.resolver.body import MAX_DEPTH, parse_body, plain_text
 
 MENTIONS = [{"@type": "http://schema.skype.com/Mention", "itemid": 0, "mri": "8:orgid:b0b"}]
 FILE = {"@type": "http://schema.skype.com/File", "title": "Positions.XLSX", "state": "active"}
@@ -46,6 +46,28 @@ def test_an_empty_files_list_is_no_file_share() -> None:
 )
 def test_a_bad_body_is_reported_not_raised(raw: bytes, error: str) -> None:
     assert parse_body(raw).features.parse_error == error
+
+
+def _nested(containers: int) -> bytes:
+    """A body with ``containers`` nested under ``properties``: its innermost value sits
+    at depth ``containers + 1`` (the top object is depth 0)."""
+    value: object = "deep"
+    for level in range(containers):
+        value = [value] if level % 2 else {"k": value}
+    return orjson.dumps({"messagetype": "Text", "content": "x", "properties": value})
+
+
+def test_nesting_is_refused_one_level_past_the_limit_and_not_at_it() -> None:
+    assert parse_body(_nested(MAX_DEPTH - 1)).features.parse_error is None
+    assert parse_body(_nested(MAX_DEPTH)).features.parse_error == "body nested too deeply"
+
+
+def test_many_brackets_side_by_side_are_not_depth() -> None:
+    """A wide body (hundreds of small objects) is read; only depth is refused."""
+    files = [{"title": f"f{i}.pdf"} for i in range(300)]
+    features = parse_body(orjson.dumps({"properties": {"files": files}})).features
+    assert features.parse_error is None
+    assert len(features.files) == 300
 
 
 def test_broken_property_strings_are_ignored() -> None:

@@ -276,3 +276,23 @@ def test_a_body_that_is_not_json_still_classifies_by_path() -> None:
     )
     assert parsed.action is Action.MESSAGE_SEND
     assert parsed.body.features.parse_error == "body is not JSON"
+
+
+def test_a_path_seen_again_is_classified_afresh_for_each_request() -> None:
+    """Path facts are kept between requests; what a request carries is not."""
+    host, path = "emea.ng.msg.teams.microsoft.com", f"/v1/threads/{ENC}/members/8:orgid:b0b"
+    first = classify("PUT", host, path, b"")
+    first.targets.append("8:orgid:eve")
+    first.body.features.text = "changed"
+    again = classify("DELETE", host, path, b"")
+    assert (first.action, again.action) == (Action.MEMBER_ADD, Action.MEMBER_REMOVE)
+    assert again.targets == ["8:orgid:b0b"]
+    assert again.body.features.text is None
+
+
+def test_a_very_long_path_is_classified_like_a_short_one() -> None:
+    host = "emea.ng.msg.teams.microsoft.com"
+    conversation = "19:" + "a" * 5000 + "@thread.v2"
+    parsed = classify("POST", host, f"/v1/users/ME/conversations/{conversation}/messages", b"")
+    assert parsed.action is Action.MESSAGE_SEND
+    assert parsed.conversation_id == conversation
