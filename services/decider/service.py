@@ -51,6 +51,8 @@ from services.decider.settings import DeciderSettings
 log = logging.getLogger(__name__)
 
 DECISIONS = Counter("tfw_decider_decisions_total", "Decisions made", ["decision"])
+# Bound once: a ``labels()`` lookup per decision showed in the decider's profile.
+DECIDED = {decision: DECISIONS.labels(decision.value) for decision in Decision}
 ERRORS = Counter("tfw_decider_errors_total", "Events answered with an error", ["code"])
 RECORD_PATH = Gauge(
     "tfw_decider_record_path_up",
@@ -236,7 +238,7 @@ class Decider(BusService):
         acknowledgement goes to the interceptor, which applies the verdict only once it
         has it (it accepts the two in either order)."""
         assert self.nc is not None
-        DECISIONS.labels(verdict.decision.value).inc()
+        DECIDED[verdict.decision].inc()
         stream = self.subjects.decision_stream
         await self.nc.publish(reply, encode(verdict), headers={RECORD_ACK_HEADER: stream})
         try:
@@ -286,5 +288,5 @@ class Decider(BusService):
             verdict.reason = reason
             verdict.headers = {}
             verdict.body = block_body(record.decision_id, reason, status)
-        DECISIONS.labels(verdict.decision.value).inc()
+        DECIDED[verdict.decision].inc()
         await self.nc.publish(reply, encode(verdict))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, tls
@@ -33,6 +34,7 @@ from services.interceptor.ask import (
     Asker,
     FailMode,
     payload_cap,
+    read_headers,
     request_packet,
 )
 from services.interceptor.metrics import (
@@ -223,9 +225,10 @@ class Interceptor:
         else:
             decided, host = self._route(request, _hosts_of(request))
             path = request.path
-        if decided.observe_token and self.settings.observe and has_credentials(request.headers):
-            self.observer.offer_token(request.method, host, path, request.headers)
-        _frame_body(request)
+        seen = read_headers(request.headers)
+        if decided.observe_token and self.settings.observe and has_credentials(seen):
+            self.observer.offer_token(request.method, host, path, seen)
+        _frame_body(request, seen)
         if not decided.decide:
             (REQUESTS_READ if decided.chat_service else REQUESTS_PASSED).inc()
             self._forwarded_for(flow, decided)
@@ -233,7 +236,7 @@ class Interceptor:
         REQUESTS_DECIDED.inc()
         started = time.perf_counter()
         try:
-            verdict = await self.ask(flow, decision_id, host, path)
+            verdict = await self.ask(flow, decision_id, host, path, seen)
             LATENCY.observe(time.perf_counter() - started)
             self.apply(flow, verdict)
         except FailMode as failure:
@@ -271,15 +274,23 @@ class Interceptor:
             # The client already has its answer; nothing here may take it away.
             log.exception("could not observe a response")
 
-    async def ask(self, flow: http.HTTPFlow, decision_id: str, host: str, path: str) -> Verdict:
-        """One request-reply on ``<prefix>.v1.intercepted``; every failure is FailMode."""
+    async def ask(
+        self,
+        flow: http.HTTPFlow,
+        decision_id: str,
+        host: str,
+        path: str,
+        seen: Mapping[str, str] | None = None,
+    ) -> Verdict:
+        """One request-reply on ``<prefix>.v1.intercepted``; every failure is FailMode.
+        ``seen``: what :func:`read_headers` found on the request, when the caller has it."""
         nc = self.nc
         if nc is None or not nc.is_connected:
             raise FailMode("nats_down", "the decision service is unreachable")
         if self._asker is None or self._asker.nc is not nc:
             self._asker = Asker(nc)
         cap = payload_cap(self.settings.body_cap_bytes, nc)
-        packet = request_packet(flow, decision_id, host, path, cap, self.instance)
+        packet = request_packet(flow, decision_id, host, path, cap, self.instance, seen)
         return await self._asker.ask(
             self.subjects.intercepted, packet, self.settings.decide_timeout_s
         )
@@ -398,15 +409,16 @@ def _hosts_of(request: http.Request) -> list[str]:
     return hosts
 
 
-def _frame_body(request: http.Request) -> None:
-    """Give a whole body that came without a length (HTTP/2, HTTP/3) a Content-Length.
+def _frame_body(request: http.Request, seen: Mapping[str, str]) -> None:
+    """Give a whole body that came without a length (HTTP/2, HTTP/3) a Content-Length;
+    ``seen`` is what :func:`read_headers` found on the request.
 
     mitmproxy forwards such a request to an HTTP/1.1 server with neither a length nor
     chunked encoding, and the server then reads no body at all.
     """
-    if request.stream or "content-length" in request.headers:
+    if request.stream or "content-length" in seen:
         return
-    if "transfer-encoding" in request.headers or not request.raw_content:
+    if "transfer-encoding" in seen or not request.raw_content:
         return
     request.headers["content-length"] = str(len(request.raw_content))
 

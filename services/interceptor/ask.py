@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import time
 import zlib
+from collections.abc import Mapping
 
 import nats.errors
 import orjson
@@ -69,13 +70,17 @@ def payload_cap(cap: int, nc: NATS | None) -> int:
 _DECODERS = {"gzip": (31,), "x-gzip": (31,), "deflate": (15, -15)}
 
 
-def readable_body(request: http.Request, cap: int) -> tuple[bytes, bool]:
+def readable_body(
+    request: http.Request, cap: int, encoding: str | None = None
+) -> tuple[bytes, bool]:
     """The request body as the resolver must read it: decoded when the client sent it
     compressed, never more than ``cap`` bytes (a compression bomb is cut, not expanded),
     and whether it was cut. An encoding that cannot be read is a FailMode: a body the
     rules cannot see is never waved through as if it had been read."""
     raw = request.raw_content or b""
-    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding is None:
+        encoding = request.headers.get("content-encoding", "")
+    encoding = encoding.strip().lower()
     if not raw or encoding in ("", "identity"):
         return raw[:cap], len(raw) > cap
     for wbits in _DECODERS.get(encoding, ()):
@@ -88,9 +93,14 @@ def readable_body(request: http.Request, cap: int) -> tuple[bytes, bool]:
     raise FailMode("unreadable_body", f"the request body is {encoding[:32]}-encoded")
 
 
-def forwarded_headers(headers: http.Headers) -> dict[str, str]:
-    """The headers the resolver reads, lower-case names, repeated ones joined with
-    ``", "`` as mitmproxy's ``Headers`` joins them.
+# Headers the interceptor itself reads on the way: how the body is framed and encoded.
+FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_READ_HEADERS = FORWARDED_HEADERS | FRAMING_HEADERS
+
+
+def read_headers(headers: http.Headers) -> dict[str, str]:
+    """The headers the resolver reads and the framing headers, lower-case names,
+    repeated ones joined with ``", "`` as mitmproxy's ``Headers`` joins them.
 
     One pass over the raw fields: looking each name up through ``Headers`` scans every
     field per name, which showed in the interceptor's warm-path profile.
@@ -98,21 +108,37 @@ def forwarded_headers(headers: http.Headers) -> dict[str, str]:
     selected: dict[str, str] = {}
     for raw_name, raw_value in headers.fields:
         name = raw_name.decode("utf-8", "surrogateescape").lower()
-        if name not in FORWARDED_HEADERS:
+        if name not in _READ_HEADERS:
             continue
         value = raw_value.decode("utf-8", "surrogateescape")
         selected[name] = f"{selected[name]}, {value}" if name in selected else value
     return selected
 
 
+def forwarded_headers(headers: http.Headers | Mapping[str, str]) -> dict[str, str]:
+    """The headers the resolver reads, from a request's headers or from what
+    :func:`read_headers` found."""
+    seen = read_headers(headers) if isinstance(headers, http.Headers) else headers
+    return {name: value for name, value in seen.items() if name in FORWARDED_HEADERS}
+
+
 def request_packet(
-    flow: http.HTTPFlow, decision_id: str, host: str, path: str, cap: int, interceptor: str
+    flow: http.HTTPFlow,
+    decision_id: str,
+    host: str,
+    path: str,
+    cap: int,
+    interceptor: str,
+    seen: Mapping[str, str] | None = None,
 ) -> InterceptedRequest:
     """What the resolver reads: method, real host and path, the headers that matter,
-    the body up to ``cap`` (flagged when cut) and the client's address."""
+    the body up to ``cap`` (flagged when cut) and the client's address. ``seen`` is
+    what :func:`read_headers` found on the request, when the caller has it."""
     request = flow.request
-    body, truncated = readable_body(request, cap)
-    headers = forwarded_headers(request.headers)
+    if seen is None:
+        seen = read_headers(request.headers)
+    body, truncated = readable_body(request, cap, seen.get("content-encoding", ""))
+    headers = forwarded_headers(seen)
     peer = flow.client_conn.peername
     return InterceptedRequest(
         id=decision_id,

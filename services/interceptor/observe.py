@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mitmproxy import http
@@ -28,12 +29,12 @@ OBSERVED_HEADERS = (*CREDENTIAL_HEADERS, "x-ms-session-id", "x-ms-client-version
 _MAX_REMEMBERED_TOKENS = 10_000
 
 
-def credential_headers(headers: http.Headers) -> dict[str, str]:
+def credential_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The request's credential and session headers, lower-case names."""
     return {name: headers[name] for name in OBSERVED_HEADERS if name in headers}
 
 
-def has_credentials(headers: http.Headers) -> bool:
+def has_credentials(headers: Mapping[str, str]) -> bool:
     return any(name in headers for name in CREDENTIAL_HEADERS)
 
 
@@ -67,8 +68,10 @@ class Observer:
         self.nc: NATS | None = None
         self._tokens_seen: dict[str, float] = {}
 
-    def offer_token(self, method: str, host: str, path: str, headers: http.Headers) -> None:
-        """Queue the credentials of a request, unless the same ones went out recently."""
+    def offer_token(self, method: str, host: str, path: str, headers: Mapping[str, str]) -> None:
+        """Queue the credentials of a request, unless the same ones went out recently.
+        ``headers``: the request's, or those :func:`~services.interceptor.ask.read_headers`
+        found on it."""
         selected = credential_headers(headers)
         fingerprint = hashlib.sha256(
             "\n".join(selected.get(name, "") for name in CREDENTIAL_HEADERS).encode()

@@ -20,6 +20,8 @@ from pymongo import AsyncMongoClient
 from services.common.bus import BusService, watch_key
 from services.common.contracts import (
     QUEUE_RESOLVER,
+    Action,
+    ContextSource,
     ContractError,
     InterceptedRequest,
     Observation,
@@ -42,6 +44,9 @@ from services.resolver.tokens import TokenCipher, new_key
 log = logging.getLogger(__name__)
 
 EVENTS = Counter("tfw_resolver_events_total", "Requests enriched", ["action", "context"])
+# The children of EVENTS by (action, context source), bound on first use: a ``labels()``
+# lookup per request showed in the resolver's profile.
+_EVENTS_BY: dict[tuple[Action, ContextSource], Any] = {}
 ERRORS = Counter("tfw_resolver_errors_total", "Requests answered with an error", ["code"])
 OBSERVED = Counter("tfw_resolver_observations_total", "Observations learned from", ["outcome"])
 LATENCY = Histogram(
@@ -219,6 +224,10 @@ class Resolver(BusService):
                 msg.reply, b"", headers=error_headers("internal", "resolver failed")
             )
             return
-        EVENTS.labels(event.action.value, event.context.source.value).inc()
+        key = (event.action, event.context.source)
+        counter = _EVENTS_BY.get(key)
+        if counter is None:
+            counter = _EVENTS_BY[key] = EVENTS.labels(key[0].value, key[1].value)
+        counter.inc()
         LATENCY.observe(time.perf_counter() - started)
         await self.nc.publish(self.subjects.enriched, payload, reply=msg.reply)

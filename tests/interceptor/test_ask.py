@@ -14,6 +14,7 @@ from services.interceptor.ask import (
     FailMode,
     forwarded_headers,
     payload_cap,
+    read_headers,
     readable_body,
     request_packet,
 )
@@ -48,6 +49,21 @@ def test_the_packet_carries_the_real_host_the_credentials_and_no_cookies() -> No
     assert "cookie" not in packet.headers
     assert (packet.body, packet.body_size, packet.body_truncated) == (b"0123", 10, True)
     assert packet.client_ip == flow.client_conn.peername[0]
+
+
+def test_a_compressed_body_is_sent_decoded_and_its_framing_headers_stay_behind() -> None:
+    """The headers read once on the way (``read_headers``) give the packet the same
+    body and headers as reading the request afresh."""
+    message = b'{"content": "hello"}'
+    flow = tflow.tflow()
+    flow.request = _request(gzip.compress(message), "GZIP")
+    flow.request.headers["Authorization"] = "Bearer a.b.c"
+    seen = read_headers(flow.request.headers)
+    assert seen["content-encoding"] == "GZIP"
+    for given in (seen, None):
+        packet = request_packet(flow, new_decision_id(), "h", "/p", 1024, "i@test", given)
+        assert (packet.body, packet.body_truncated) == (message, False)
+        assert packet.headers == {"authorization": "Bearer a.b.c"}
 
 
 def _request(body: bytes, encoding: str) -> http.Request:

@@ -46,6 +46,12 @@ def rest_to_simulator(url: str) -> str:
     return f"|https://([a-z0-9.-]+)/|{url}/_host/\\1/"
 
 
+def proxy_map_remote(upstream_port: int, rest_url: str) -> str:
+    """The map_remote rules of the firewall's interceptor, and of the lean master: a
+    chat-service request is checked against both, whoever serves the rest."""
+    return chat_service_to(upstream_port) + ";;" + rest_to_simulator(rest_url)
+
+
 @dataclass
 class Rig:
     """Every process of one benchmark run, and how to read their figures."""
@@ -89,7 +95,12 @@ class Rig:
     def start_baselines(self) -> None:
         """Stock mitmdump and the lean master, one after the other (one CA)."""
         self.baselines["stock"] = start_mitmdump(self.confdir, self.upstream_port)
-        self.baselines["lean"] = start_lean(self.confdir, self.upstream_port)
+        # The lean master's second rule is never used (it serves no lookups), but
+        # it is checked on every request, as in the firewall.
+        stand_in = f"http://127.0.0.1:{self.upstream_port}"
+        self.baselines["lean"] = start_lean(
+            self.confdir, proxy_map_remote(self.upstream_port, stand_in)
+        )
 
     def start_firewall(self) -> None:
         """nats-server, SecantusDB, the Teams simulator and the four services."""
@@ -114,9 +125,7 @@ class Rig:
             "interceptor": {
                 **common,
                 "TFW_CONFDIR": str(self.confdir),
-                "TFW_MAP_REMOTE": chat_service_to(self.upstream_port)
-                + ";;"
-                + rest_to_simulator(self.simulator.url),
+                "TFW_MAP_REMOTE": proxy_map_remote(self.upstream_port, self.simulator.url),
             },
         }
         for service in ("resolver", "decider", "audit"):

@@ -81,14 +81,16 @@ def start_mitmdump(confdir: Path, upstream_port: int) -> tuple[Proc, int]:
     return proc, port
 
 
-def start_lean(confdir: Path, upstream_port: int) -> tuple[Proc, int]:
+def start_lean(confdir: Path, map_remote: str) -> tuple[Proc, int]:
+    """The interceptor's master without the firewall addon, with ``map_remote`` as the
+    firewall has it: the two differ by the addon alone."""
     port = free_port()
     proc = Proc(
         [sys.executable, "-m", "tfw.bench.leanproxy"],
         {
             "TFW_LISTEN_PORT": str(port),
             "TFW_CONFDIR": str(confdir),
-            "TFW_MAP_REMOTE": f"|https://[^/]+/|http://127.0.0.1:{upstream_port}/",
+            "TFW_MAP_REMOTE": map_remote,
             # As the interceptor runs (tfw.stack): the same master, the same flags.
             "PYTHONOPTIMIZE": os.environ.get("PYTHONOPTIMIZE", "1"),
         },
