@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,66 +80,73 @@ def decode_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def extract_tokens(headers: dict[str, str]) -> tuple[list[Token], list[str]]:
-    """Every token on a request (lower-case header names) and the problems found.
-
-    A header that looks like a credential but cannot be read is reported as a
-    problem rather than ignored, so the caller can fail closed.
-    """
-    tokens: list[Token] = []
+def _candidates(headers: dict[str, str]) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Every credential on a request as (kind, raw value, header), before decoding,
+    and the headers that look like credentials but carry none."""
+    found: list[tuple[str, str, str]] = []
     problems: list[str] = []
 
     authentication = headers.get("authentication")
     if authentication is not None:
         value = authentication.strip()
         if value.lower().startswith("skypetoken="):
-            _add(
-                tokens,
-                problems,
-                "skypetoken",
-                value[len("skypetoken=") :].strip(),
-                "Authentication",
-            )
+            found.append(("skypetoken", value[len("skypetoken=") :].strip(), "Authentication"))
         else:
             problems.append("Authentication header does not carry a skypetoken")
 
     x_skypetoken = headers.get("x-skypetoken")
     if x_skypetoken is not None:
-        _add(tokens, problems, "skypetoken", x_skypetoken.strip(), "X-Skypetoken")
+        found.append(("skypetoken", x_skypetoken.strip(), "X-Skypetoken"))
 
     authorization = headers.get("authorization")
     if authorization is not None:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer":
-            _add(tokens, problems, "bearer", value.strip(), "Authorization")
+            found.append(("bearer", value.strip(), "Authorization"))
         elif scheme.lower() == "skype_token":
-            _add(tokens, problems, "skypetoken", value.strip(), "Authorization")
+            found.append(("skypetoken", value.strip(), "Authorization"))
         elif _SCHEME.match(scheme):
             problems.append(f"Authorization scheme {scheme!r} is not Bearer")
         else:
             # A value without a scheme is most likely a bare token: never echo it into
             # the reason, which reaches the decision record and the logs.
             problems.append("Authorization header has no scheme (a bare credential?)")
+    return found, problems
+
+
+def extract_tokens(headers: dict[str, str]) -> tuple[list[Token], list[str]]:
+    """Every token on a request (lower-case header names) and the problems found.
+
+    A header that looks like a credential but cannot be read is reported as a
+    problem rather than ignored, so the caller can fail closed.
+    """
+    found, problems = _candidates(headers)
+    tokens: list[Token] = []
+    for kind, raw, header in found:
+        claims = _claims(kind, raw, header, problems)
+        if claims is not None:
+            tokens.append(Token(kind, raw, claims))
     return tokens, problems
 
 
-def _add(tokens: list[Token], problems: list[str], kind: str, raw: str, header: str) -> None:
+def _claims(kind: str, raw: str, header: str, problems: list[str]) -> dict[str, Any] | None:
+    """The claims of one credential, or None with the problem added to ``problems``."""
     if not raw:
         problems.append(f"{header} header is empty")
-        return
+        return None
     try:
         claims = decode_claims(raw)
     except TokenProblem as exc:
         problems.append(f"{header}: {exc.reason}")
-        return
+        return None
     # A token of the other kind in this header is a client bug or a forgery attempt.
     if kind == "skypetoken" and "skypeid" not in claims and "oid" in claims:
         problems.append(f"a bearer token in the {header} header, where a skypetoken belongs")
-        return
+        return None
     if kind == "bearer" and "oid" not in claims and "skypeid" in claims:
         problems.append(f"a skypetoken in the {header} header, where a bearer token belongs")
-        return
-    tokens.append(Token(kind, raw, claims))
+        return None
+    return claims
 
 
 def _text(claims: dict[str, Any], key: str) -> str | None:
@@ -179,20 +187,61 @@ def actor_from_tokens(tokens: list[Token]) -> Actor:
     return actor
 
 
+# What read_credentials concluded for recent credentials, by a digest of them: a
+# client sends the same token with every request until it renews it. No raw token is
+# kept here: the key is a SHA-256 digest, and the tokens a caller gets back are rebuilt
+# from the request in hand.
+_MEMO_SIZE = 4096
+_Reading = tuple[Actor, Credential, tuple[dict[str, Any] | None, ...]]
+_readings: dict[bytes, _Reading] = {}
+
+
 def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[Token]]:
-    """The actor and a token-free summary of the credentials on a request."""
-    tokens, problems = extract_tokens(headers)
+    """The actor and a token-free summary of the credentials on a request.
+
+    A pure function of the three credential headers; the conclusion for the same
+    headers is kept (see ``_readings``), and each call gets models of its own."""
+    found, problems = _candidates(headers)
+    if not found:
+        actor, credential, _ = _read(found, problems)
+        return actor, credential, []
+    # The problems of the headers that carried no credential are part of the
+    # conclusion (the credential's reason), so they are part of the key too.
+    described = [f"{kind}\1{header}\1{raw}" for kind, raw, header in found] + problems
+    digest = hashlib.sha256("\0".join(described).encode("utf-8", "surrogatepass")).digest()
+    reading = _readings.get(digest)
+    if reading is None:
+        reading = _read(found, problems)
+        if len(_readings) >= _MEMO_SIZE:
+            _readings.clear()
+        _readings[digest] = reading
+    actor, credential, claims = reading
+    tokens = [
+        Token(kind, raw, known)
+        for (kind, raw, _), known in zip(found, claims, strict=True)
+        if known is not None
+    ]
+    return actor.model_copy(), credential.model_copy(), tokens
+
+
+def _read(found: list[tuple[str, str, str]], problems: list[str]) -> _Reading:
+    """The actor, the credential summary and, per candidate, its claims (None when
+    it cannot be read)."""
+    claims = tuple(_claims(kind, raw, header, problems) for kind, raw, header in found)
+    tokens = [
+        Token(kind, raw, known)
+        for (kind, raw, _), known in zip(found, claims, strict=True)
+        if known is not None
+    ]
     kinds = sorted({token.kind for token in tokens})
     if not tokens and not problems:
-        return Actor(), Credential(status=CredentialStatus.MISSING, reason="no credentials"), []
+        missing = Credential(status=CredentialStatus.MISSING, reason="no credentials")
+        return Actor(), missing, claims
     actor = actor_from_tokens(tokens)
     if actor.mri is None or actor.tenant_id is None:
         reason = "; ".join(problems) if problems else "token claims name no user or no tenant"
-        return (
-            actor,
-            Credential(status=CredentialStatus.UNREADABLE, kinds=kinds, reason=reason),
-            tokens,
-        )
+        status = Credential(status=CredentialStatus.UNREADABLE, kinds=kinds, reason=reason)
+        return actor, status, claims
     # Claims are whatever the client put in the token: only text counts (a list or an
     # object where an id belongs is ignored, as actor_from_tokens ignores it).
     oids = {
@@ -200,23 +249,14 @@ def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[T
         for t in tokens
     }
     if len({o.lower() for o in oids if o}) > 1:
-        return (
-            actor,
-            Credential(
-                status=CredentialStatus.UNREADABLE,
-                kinds=kinds,
-                reason="tokens name different users",
-            ),
-            tokens,
-        )
+        reason = "tokens name different users"
+        status = Credential(status=CredentialStatus.UNREADABLE, kinds=kinds, reason=reason)
+        return actor, status, claims
     expiries = [t.expires_at for t in tokens if t.expires_at is not None]
-    return (
-        actor,
-        Credential(
-            status=CredentialStatus.OK,
-            kinds=kinds,
-            reason="; ".join(problems) or None,
-            expires_at=min(expiries) if expiries else None,
-        ),
-        tokens,
+    status = Credential(
+        status=CredentialStatus.OK,
+        kinds=kinds,
+        reason="; ".join(problems) or None,
+        expires_at=min(expiries) if expiries else None,
     )
+    return actor, status, claims

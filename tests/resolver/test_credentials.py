@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from services.common.contracts import CredentialStatus
+from services.resolver import credentials
 from services.resolver.credentials import TokenProblem, decode_claims, read_credentials
 from tests.support.tokens import bearer, jwt, skypetoken
 
@@ -141,3 +142,30 @@ def test_the_credential_summary_never_contains_the_token() -> None:
     _, credential, tokens = read_credentials({"authentication": f"skypetoken={token}"})
     assert token not in orjson.dumps(credential.model_dump()).decode()
     assert token not in repr(tokens)
+
+
+def test_the_same_credentials_again_give_the_same_reading_in_models_of_their_own() -> None:
+    headers = {"authentication": f"skypetoken={skypetoken(OID, TID)}"}
+    first_actor, first_credential, first_tokens = read_credentials(headers)
+    first_actor.email = "changed@firm.example"  # the resolver fills the actor in
+    actor, credential, tokens = read_credentials(dict(headers))
+    assert actor.email is None
+    assert actor.mri == f"8:orgid:{OID.lower()}"
+    assert credential == first_credential and credential is not first_credential
+    assert [(t.kind, t.raw) for t in tokens] == [(t.kind, t.raw) for t in first_tokens]
+
+
+def test_a_header_without_a_credential_changes_the_reading_of_the_same_token() -> None:
+    token = skypetoken(OID, TID)
+    _, alone, _ = read_credentials({"x-skypetoken": token})
+    _, beside, _ = read_credentials({"x-skypetoken": token, "authorization": "Basic abc"})
+    _, again, _ = read_credentials({"x-skypetoken": token})
+    assert alone.reason is None and again.reason is None
+    assert beside.reason == "Authorization scheme 'Basic' is not Bearer"
+
+
+def test_the_readings_kept_hold_no_token() -> None:
+    token = skypetoken(OID, TID)
+    read_credentials({"authentication": f"skypetoken={token}"})
+    kept = repr(credentials._readings)
+    assert token not in kept and token.split(".")[1] not in kept
