@@ -106,6 +106,12 @@ def test_decision_ids_sort_in_time_order() -> None:
     assert new_decision_id() != new_decision_id()
 
 
+def test_a_decision_id_spells_its_time_as_the_ulid_specification_does() -> None:
+    # The specification's example: 1469918176385 ms is 01ARYZ6S41.
+    assert new_decision_id(1469918176.385)[:10] == "01ARYZ6S41"
+    assert set(new_decision_id()) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
 def test_a_decision_id_that_is_not_a_ulid_is_refused_at_the_first_hop() -> None:
     good = InterceptedRequest(
         id=new_decision_id(), time=1.0, interceptor="i", method="GET", host="h", path="/"

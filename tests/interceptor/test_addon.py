@@ -249,3 +249,29 @@ def test_tls_is_decrypted_when_either_the_sni_or_the_connect_host_is_controlled(
     assert hello("", "teams.cloud.microsoft") is False
     assert hello("presence.teams.microsoft.com", "presence.teams.microsoft.com") is True
     assert hello("login.microsoftonline.com", "login.microsoftonline.com") is True
+
+
+@pytest.mark.parametrize(
+    "authority",
+    [
+        "emea.ng.msg.teams.microsoft.com",
+        "Teams.Microsoft.com:443",
+        "[::1]:8080",
+        "127.0.0.1",
+        "xn--bcher-kva.example",
+        "bücher.example",
+        "bad host!",
+        "a" * 300 + ".example",
+        "",
+    ],
+)
+def test_the_host_a_request_names_is_read_as_mitmproxy_reads_it(authority: str) -> None:
+    from services.interceptor.addon import _pretty_host
+
+    request = tflow.tflow().request
+    request.host = "203.0.113.9"
+    request.headers.pop("Host", None)
+    if authority:
+        request.headers["Host"] = authority
+    for _ in range(2):  # the second read comes from what was kept
+        assert _pretty_host(request) == request.pretty_host
