@@ -338,6 +338,13 @@ class OthersOnSide(Condition):
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def _minute_at_or_after(moment: clock) -> int:
+    """The first whole minute of the day not before ``moment``: 24:00, kept as the last
+    instant of the day, is minute 1440. An event at minute ``m`` is at or after
+    ``moment`` exactly when ``m`` is at or after this minute."""
+    return moment.hour * 60 + moment.minute + (1 if moment.second or moment.microsecond else 0)
+
+
 class TimeWindow(Condition):
     """Days of the week and a time of day range in a named time zone."""
 
@@ -350,16 +357,21 @@ class TimeWindow(Condition):
         self.days = days
         self.start = start
         self.end = end
+        # The window in minutes of the day, as Facts.local_minute gives the event's.
+        self._window = None
+        if start is not None and end is not None:
+            self._window = (_minute_at_or_after(start), _minute_at_or_after(end))
 
     def __call__(self, facts: Facts) -> Outcome:
         weekday, now = facts.local_minute(self.zone)
         if weekday not in self.days:
             return False
-        if self.start is None or self.end is None:
+        if self._window is None:
             return True
-        if self.start <= self.end:
-            return self.start <= now < self.end
-        return now >= self.start or now < self.end  # a window across midnight
+        start, end = self._window
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end  # a window across midnight
 
     def explain(self, facts: Facts) -> str:
         local = facts.local_time(self.zone)

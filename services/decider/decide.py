@@ -48,14 +48,27 @@ def match(event: EnrichedEvent, rules: RuleSet) -> list[tuple[Rule, tuple[str, .
     facts = Facts(event)
     found: list[tuple[Rule, tuple[str, ...]]] = []
     for step in rules.plan(facts):
+        # One or two conditions (most steps): True and False settle them without
+        # Step.test, which is asked only when one is unknown (conditions are pure).
         single = step.single
-        if single is None:
-            assumed = step.test(facts)
-        else:  # one condition: True and False settle it without Step.test
+        if single is not None:
             outcome = single(facts)
             if outcome is False:
                 continue
             assumed = step.assumed if outcome is True else step.test(facts)
+        elif (pair := step.pair) is not None:
+            first = pair[0](facts)
+            if first is False:
+                continue
+            second = pair[1](facts)
+            if second is False:
+                continue
+            if first is True and second is True:
+                assumed = step.assumed
+            else:
+                assumed = step.test(facts)
+        else:
+            assumed = step.test(facts)
         if assumed is None:
             continue
         found.append((step.rule, assumed))
@@ -78,7 +91,19 @@ def decide(
 def judge(event: EnrichedEvent, rules: RuleSet, block_status: int = 403) -> tuple[Verdict, bool]:
     """The verdict alone, and whether a monitor-mode rule would have blocked."""
     matched = match(event, rules)
-    blocking = [rule for rule, _ in matched if rule.enforcing_block]
+    # One pass over the matches for what the verdict needs of them.
+    blocking: list[Rule] = []
+    headers: dict[str, str] = {}
+    allowed = would_block = False
+    for rule, _ in matched:
+        if rule.enforcing_block:
+            blocking.append(rule)
+        elif rule.block and rule.mode is RuleMode.MONITOR:
+            would_block = True
+        if rule.allow:
+            allowed = True
+        if rule.headers:
+            headers.update(rule.headers)
     lifted = _lifted(event, rules, blocking) if blocking and rules.exceptions else {}
     if lifted:
         blocking = [rule for rule in blocking if rule.name not in lifted]
@@ -90,21 +115,20 @@ def judge(event: EnrichedEvent, rules: RuleSet, block_status: int = 403) -> tupl
     elif blocking:
         first = blocking[0]
         reason = f"rule '{first.name}'" + (f": {first.log}" if first.log else "")
-    elif rules.default_block and not any(rule.allow for rule, _ in matched):
+    elif rules.default_block and not allowed:
         reason = "no rule allows it and the default is block"
+
+    if reason is not None:
+        headers = {}  # headers are added only to what is let through
+    elif rules.x_forwarded_for and event.client_ip:
+        headers["X-Forwarded-For"] = event.client_ip
+
+    if lifted:
+        listed = [rule.matched(assumed, lifted.get(rule.name)) for rule, assumed in matched]
+        listed += [_exception_entry(rules, name) for name in dict.fromkeys(lifted.values())]
+    else:
+        listed = [rule.matched(assumed) for rule, assumed in matched]
     blocked = reason is not None
-
-    headers: dict[str, str] = {}
-    if not blocked:
-        for rule, _ in matched:
-            if rule.headers:
-                headers.update(rule.headers)
-        if rules.x_forwarded_for and event.client_ip:
-            headers["X-Forwarded-For"] = event.client_ip
-
-    listed = [rule.matched(assumed, lifted.get(rule.name)) for rule, assumed in matched]
-    for name in dict.fromkeys(lifted.values()):
-        listed.append(_exception_entry(rules, name))
     verdict = instance(
         Verdict,
         {
@@ -119,7 +143,6 @@ def judge(event: EnrichedEvent, rules: RuleSet, block_status: int = 403) -> tupl
             "reason": reason,
         },
     )
-    would_block = any(rule.block and rule.mode is RuleMode.MONITOR for rule, _ in matched)
     return verdict, would_block
 
 

@@ -7,7 +7,7 @@ a rule set that never looks at participants never pays for a 1,200-member team.
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -141,7 +141,7 @@ class Facts:
         self._others: tuple[Principal, ...] | None = None
         self._crowd: Crowd | None = None
         self._other_crowd: Crowd | None = None
-        self._local: dict[ZoneInfo, tuple[int, time]] = {}
+        self._local: dict[ZoneInfo, tuple[int, int]] = {}
         self._folded: str | None = None
         self._plain: str | None = None
         self._words: frozenset[str] | None = None
@@ -165,7 +165,7 @@ class Facts:
                 present = {p.mri.lower() for p in people}
                 joining = self.event.target_participants
                 people += [p for p in joining if p.mri.lower() not in present]
-            self._participants = tuple(_participant(p) for p in people)
+            self._participants = tuple([_participant(p) for p in people])
         return self._participants
 
     @property
@@ -173,7 +173,10 @@ class Facts:
         """Participants other than the actor (by MRI), for walls."""
         if self._others is None:
             mri = (self.event.actor.mri or "").lower()
-            self._others = tuple(p for p in self.participants if not mri or p.mri.lower() != mri)
+            everyone = self.participants
+            self._others = (
+                tuple([p for p in everyone if p.mri.lower() != mri]) if mri else everyone
+            )
         return self._others
 
     @property
@@ -223,14 +226,15 @@ class Facts:
         """The attachments' extensions, folded and without a leading dot."""
         if self._extensions is None:
             files = self.event.body.files
-            self._extensions = frozenset(fold_text(f.extension).lstrip(".") for f in files)
+            self._extensions = frozenset([fold_text(f.extension).lstrip(".") for f in files])
         return self._extensions
 
     def local_time(self, zone: ZoneInfo) -> datetime:
         return datetime.fromtimestamp(self.event.time, zone)
 
-    def local_minute(self, zone: ZoneInfo) -> tuple[int, time]:
-        """Weekday and time of day (to the minute) of the event in a time zone."""
+    def local_minute(self, zone: ZoneInfo) -> tuple[int, int]:
+        """Weekday (Monday 0) and minute of the day (0 to 1439) of the event in a time
+        zone."""
         found = self._local.get(zone)
         if found is None:
             found = self._local[zone] = _local_minute(zone, int(self.event.time // 60))
@@ -238,10 +242,11 @@ class Facts:
 
 
 @lru_cache(maxsize=4096)
-def _local_minute(zone: ZoneInfo, minute: int) -> tuple[int, time]:
-    # Windows are written to the minute, so the minute decides them exactly.
+def _local_minute(zone: ZoneInfo, minute: int) -> tuple[int, int]:
+    # Windows are written to the minute, so the minute decides them exactly (a zone
+    # whose offset has seconds puts the event within the minute it names).
     local = datetime.fromtimestamp(minute * 60, zone)
-    return local.weekday(), local.time()
+    return local.weekday(), local.hour * 60 + local.minute
 
 
 _BRINGS_PEOPLE_IN = frozenset({Action.MEMBER_ADD, Action.CHAT_CREATE})

@@ -36,12 +36,15 @@ class Step:
     assumed: tuple[str, ...]
     actor_conditions: tuple[Condition, ...] = ()
     variants: dict[tuple[Any, ...], Step | None] = field(default_factory=dict, compare=False)
-    # The condition of a step that has only one (most do), for the matcher's fast path.
+    # The condition of a step that has only one (most do), and the two of a step that
+    # has two, for the matcher's fast paths.
     single: Condition | None = field(init=False, compare=False)
+    pair: tuple[Condition, Condition] | None = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        only = self.conditions[0] if len(self.conditions) == 1 else None
-        object.__setattr__(self, "single", only)
+        count = len(self.conditions)
+        object.__setattr__(self, "single", self.conditions[0] if count == 1 else None)
+        object.__setattr__(self, "pair", self.conditions if count == 2 else None)
 
     def test(self, facts: Facts) -> tuple[str, ...] | None:
         """None when the rule does not match; else the facts it assumed."""

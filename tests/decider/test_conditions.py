@@ -284,3 +284,47 @@ def test_a_keyword_is_found_among_few_or_many_text_rules(
     verdict, _ = decide(event_from_spec({"text": text}, rules), rules)
     expected = {hit} if hit and int(hit[1:]) < count else set()
     assert {r.name for r in verdict.rules} == expected
+
+
+def test_a_time_window_decides_every_minute_as_the_local_clock_reads() -> None:
+    """The window's bounds are compared in minutes of the day; the reference reads the
+    event's local time as a clock, seconds included (zones whose old offsets had
+    seconds), with 24:00 as the day's last instant, across midnight and DST changes."""
+    import random
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from services.decider.compiler import _clock
+    from services.decider.conditions import TimeWindow
+    from services.decider.facts import Facts
+
+    def reference(zone: ZoneInfo, days: frozenset[int], start: str, end: str, at: float) -> bool:
+        local = datetime.fromtimestamp(int(at // 60) * 60, zone)
+        if local.weekday() not in days:
+            return False
+        begin, stop, now = _clock(start), _clock(end), local.time()
+        if begin <= stop:
+            return begin <= now < stop
+        return now >= begin or now < stop
+
+    rnd = random.Random(20261205)
+    zones = ["Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe",
+             "Africa/Monrovia", "Europe/Amsterdam", "Pacific/Chatham", "UTC"]
+    bounds = ["00:00", "06:30", "09:00", "17:45", "22:00", "23:59", "24:00"]
+    # Around the 2026 DST changes, and in 1920-1936 (Amsterdam +00:19:32, Monrovia -00:44:30).
+    spans = [(datetime(2026, 3, 29, tzinfo=UTC), 2), (datetime(2026, 10, 25, tzinfo=UTC), 2),
+             (datetime(2026, 4, 5, tzinfo=UTC), 2), (datetime(1925, 6, 1, tzinfo=UTC), 400)]
+    rules = compile_rules(HEADER + "rules: []\n")
+    checked = 0
+    for _ in range(3000):
+        zone = ZoneInfo(rnd.choice(zones))
+        days = frozenset(rnd.sample(range(7), rnd.randint(1, 7)))
+        start, end = rnd.choice(bounds), rnd.choice(bounds)
+        window = TimeWindow(zone, days, _clock(start), _clock(end))
+        base, width_days = rnd.choice(spans)
+        at = base.timestamp() + rnd.uniform(-1, 1) * width_days * 86400
+        event = event_from_spec({"time": datetime.fromtimestamp(at, UTC).isoformat()}, rules)
+        assert window(Facts(event)) is reference(zone, days, start, end, event.time), (
+            zone, days, start, end, event.time)
+        checked += 1
+    assert checked == 3000

@@ -1,0 +1,29 @@
+"""The services' shared runtime set-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from services.common.ops import YOUNG_COLLECTION_THRESHOLD
+
+
+def test_a_settled_heap_keeps_start_up_out_of_scans_and_collects_young_objects_less_often() -> (
+    None
+):
+    # In a process of its own: freezing the test runner's heap would change it for
+    # every later test.
+    script = (
+        "import gc\n"
+        "from services.common.ops import settle_heap\n"
+        "before = gc.get_threshold()\n"
+        "settle_heap()\n"
+        "print(before[0], *gc.get_threshold(), gc.get_freeze_count() > 0)\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    default, young, middle, old, frozen = found
+    assert int(default) < YOUNG_COLLECTION_THRESHOLD == int(young)
+    assert (int(middle), int(old)) == (10, 10)  # the older generations keep CPython's
+    assert frozen == "True"
