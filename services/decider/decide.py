@@ -167,7 +167,13 @@ def _exception_entry(rules: RuleSet, name: str) -> MatchedRule:
 
 
 _new = BaseModel.__new__
-_set = object.__setattr__
+# The setters of a pydantic model's four slots, looked up once: calling them directly
+# skips the attribute lookup object.__setattr__ makes per call.
+_SLOTS = BaseModel.__dict__
+_set_dict = _SLOTS["__dict__"].__set__
+_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra = _SLOTS["__pydantic_extra__"].__set__
+_set_private = _SLOTS["__pydantic_private__"].__set__
 
 
 def instance[M: BaseModel](model: type[M], fields: dict[str, Any]) -> M:
@@ -179,10 +185,10 @@ def instance[M: BaseModel](model: type[M], fields: dict[str, Any]) -> M:
     itself. Tests check each result equals a validated copy and lacks no field.
     """
     made = _new(model)
-    _set(made, "__dict__", fields)
-    _set(made, "__pydantic_fields_set__", set(fields))
-    _set(made, "__pydantic_extra__", None)
-    _set(made, "__pydantic_private__", None)
+    _set_dict(made, fields)
+    _set_fields_set(made, set(fields))
+    _set_extra(made, None)
+    _set_private(made, None)
     return made
 
 
