@@ -107,7 +107,8 @@ def read_headers(headers: http.Headers) -> dict[str, str]:
     """
     selected: dict[str, str] = {}
     for raw_name, raw_value in headers.fields:
-        name = raw_name.decode("utf-8", "surrogateescape").lower()
+        # Lower-cased as bytes, as ``Headers`` compares names: ASCII letters only.
+        name = raw_name.lower().decode("utf-8", "surrogateescape")
         if name not in _READ_HEADERS:
             continue
         value = raw_value.decode("utf-8", "surrogateescape")

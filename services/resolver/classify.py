@@ -138,8 +138,10 @@ class PathFacts:
     names: tuple[str, ...] = ()  # the query's ``name`` values, lower-case
 
 
-# Paths longer than this are read afresh each time rather than kept.
+# Longer paths and host names are read afresh each time rather than kept (a DNS name
+# has at most 253 characters), so that the kept facts stay small whatever is sent.
 _MEMO_PATH_CHARS = 2048
+_MEMO_HOST_CHARS = 255
 
 
 @lru_cache(maxsize=8192)
@@ -160,7 +162,7 @@ def path_facts(host: str, raw_path: str) -> PathFacts:
     A pure function of the two, and the same few paths recur for every message of a
     conversation, so recent answers are kept (the warm path's profile showed path
     decoding and route matching at a third of classification)."""
-    if len(raw_path) > _MEMO_PATH_CHARS:
+    if len(raw_path) > _MEMO_PATH_CHARS or len(host) > _MEMO_HOST_CHARS:
         return _path_facts.__wrapped__(host, raw_path)
     return _path_facts(host, raw_path)
 

@@ -80,11 +80,14 @@ def decode_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def _candidates(headers: dict[str, str]) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Every credential on a request as (kind, raw value, header), before decoding,
-    and the headers that look like credentials but carry none."""
-    found: list[tuple[str, str, str]] = []
-    problems: list[str] = []
+# A credential found on a request, before decoding: (kind, raw value, header name).
+Candidate = tuple[str, str, str]
+
+
+def _candidates(headers: dict[str, str]) -> list[Candidate | str]:
+    """Every credential on a request, before decoding, and in their place the problem
+    of each header that looks like a credential but carries none, in header order."""
+    found: list[Candidate | str] = []
 
     authentication = headers.get("authentication")
     if authentication is not None:
@@ -92,7 +95,7 @@ def _candidates(headers: dict[str, str]) -> tuple[list[tuple[str, str, str]], li
         if value.lower().startswith("skypetoken="):
             found.append(("skypetoken", value[len("skypetoken=") :].strip(), "Authentication"))
         else:
-            problems.append("Authentication header does not carry a skypetoken")
+            found.append("Authentication header does not carry a skypetoken")
 
     x_skypetoken = headers.get("x-skypetoken")
     if x_skypetoken is not None:
@@ -106,12 +109,32 @@ def _candidates(headers: dict[str, str]) -> tuple[list[tuple[str, str, str]], li
         elif scheme.lower() == "skype_token":
             found.append(("skypetoken", value.strip(), "Authorization"))
         elif _SCHEME.match(scheme):
-            problems.append(f"Authorization scheme {scheme!r} is not Bearer")
+            found.append(f"Authorization scheme {scheme!r} is not Bearer")
         else:
             # A value without a scheme is most likely a bare token: never echo it into
             # the reason, which reaches the decision record and the logs.
-            problems.append("Authorization header has no scheme (a bare credential?)")
-    return found, problems
+            found.append("Authorization header has no scheme (a bare credential?)")
+    return found
+
+
+def _decoded(
+    found: list[Candidate | str],
+) -> tuple[list[Token], list[str], list[dict[str, Any] | None]]:
+    """The tokens of the candidates that decode, every problem in header order, and per
+    candidate its claims (None when it cannot be read)."""
+    tokens: list[Token] = []
+    problems: list[str] = []
+    claims_of: list[dict[str, Any] | None] = []
+    for item in found:
+        if isinstance(item, str):
+            problems.append(item)
+            continue
+        kind, raw, header = item
+        claims = _claims(kind, raw, header, problems)
+        claims_of.append(claims)
+        if claims is not None:
+            tokens.append(Token(kind, raw, claims))
+    return tokens, problems, claims_of
 
 
 def extract_tokens(headers: dict[str, str]) -> tuple[list[Token], list[str]]:
@@ -120,12 +143,7 @@ def extract_tokens(headers: dict[str, str]) -> tuple[list[Token], list[str]]:
     A header that looks like a credential but cannot be read is reported as a
     problem rather than ignored, so the caller can fail closed.
     """
-    found, problems = _candidates(headers)
-    tokens: list[Token] = []
-    for kind, raw, header in found:
-        claims = _claims(kind, raw, header, problems)
-        if claims is not None:
-            tokens.append(Token(kind, raw, claims))
+    tokens, problems, _ = _decoded(_candidates(headers))
     return tokens, problems
 
 
@@ -187,52 +205,85 @@ def actor_from_tokens(tokens: list[Token]) -> Actor:
     return actor
 
 
-# What read_credentials concluded for recent credentials, by a digest of them: a
-# client sends the same token with every request until it renews it. No raw token is
-# kept here: the key is a SHA-256 digest, and the tokens a caller gets back are rebuilt
-# from the request in hand.
-_MEMO_SIZE = 4096
+# The claims the resolver reads from a request's tokens: who the actor is, the tenant,
+# the region, what a token is for and when it expires.
+USED_CLAIMS = ("aud", "email", "exp", "oid", "rgn", "skypeid", "tid", "unique_name", "upn")
+
+# What read_credentials concluded for recent credentials (a client sends the same token
+# with every request until it renews it), kept under a SHA-256 digest of them. No raw
+# token is kept: the tokens a caller gets back are rebuilt from the request in hand.
+# Kept only for credentials of plain shape and modest size (real tokens are 1-3 KB), so
+# that what clients send cannot make it large: at most _MEMO_SIZE readings of at most
+# _MEMO_CREDENTIAL_CHARS characters each.
+_MEMO_SIZE = 2048
+_MEMO_CREDENTIAL_CHARS = 8192
+_MEMO_LIST_ITEMS = 16
 _Reading = tuple[Actor, Credential, tuple[dict[str, Any] | None, ...]]
 _readings: dict[bytes, _Reading] = {}
 
 
 def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[Token]]:
-    """The actor and a token-free summary of the credentials on a request.
+    """The actor and a token-free summary of the credentials on a request, and its
+    tokens with the claims the resolver reads (``USED_CLAIMS``).
 
-    A pure function of the three credential headers; the conclusion for the same
-    headers is kept (see ``_readings``), and each call gets models of its own."""
-    found, problems = _candidates(headers)
-    if not found:
-        actor, credential, _ = _read(found, problems)
-        return actor, credential, []
-    # The problems of the headers that carried no credential are part of the
-    # conclusion (the credential's reason), so they are part of the key too.
-    described = [f"{kind}\1{header}\1{raw}" for kind, raw, header in found] + problems
-    digest = hashlib.sha256("\0".join(described).encode("utf-8", "surrogatepass")).digest()
+    A pure function of the three credential headers; the conclusion for recent ones is
+    kept (see ``_readings``), and each call gets models of its own."""
+    found = _candidates(headers)
+    raws = [item[1] for item in found if not isinstance(item, str)]
+    digest = _digest(found)
     reading = _readings.get(digest)
     if reading is None:
-        reading = _read(found, problems)
-        if len(_readings) >= _MEMO_SIZE:
-            _readings.clear()
-        _readings[digest] = reading
+        reading = _read(found)
+        if _keepable(raws, reading):
+            if len(_readings) >= _MEMO_SIZE:
+                _readings.clear()
+            _readings[digest] = reading
     actor, credential, claims = reading
+    candidates = [item for item in found if not isinstance(item, str)]
     tokens = [
-        Token(kind, raw, known)
-        for (kind, raw, _), known in zip(found, claims, strict=True)
+        Token(kind, raw, dict(known))
+        for (kind, raw, _), known in zip(candidates, claims, strict=True)
         if known is not None
     ]
-    return actor.model_copy(), credential.model_copy(), tokens
+    credential = credential.model_copy()
+    credential.kinds = list(credential.kinds)
+    return actor.model_copy(), credential, tokens
 
 
-def _read(found: list[tuple[str, str, str]], problems: list[str]) -> _Reading:
-    """The actor, the credential summary and, per candidate, its claims (None when
-    it cannot be read)."""
-    claims = tuple(_claims(kind, raw, header, problems) for kind, raw, header in found)
-    tokens = [
-        Token(kind, raw, known)
-        for (kind, raw, _), known in zip(found, claims, strict=True)
-        if known is not None
-    ]
+def _digest(found: list[Candidate | str]) -> bytes:
+    """A digest of the candidates and problems, in order, each part length-prefixed so
+    that no header value can make two different sets of headers read the same."""
+    parts: list[str] = []
+    for item in found:
+        fields = (item,) if isinstance(item, str) else item
+        parts.append(f"{len(fields)}|")
+        parts.extend(f"{len(field)}:{field}" for field in fields)
+    return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).digest()
+
+
+def _keepable(raws: list[str], reading: _Reading) -> bool:
+    """Small enough and plain enough to keep: see ``_readings``."""
+    if sum(map(len, raws)) > _MEMO_CREDENTIAL_CHARS:
+        return False
+    for claims in reading[2]:
+        for value in (claims or {}).values():
+            if isinstance(value, list):
+                if len(value) > _MEMO_LIST_ITEMS or not all(map(_scalar, value)):
+                    return False
+            elif not _scalar(value):
+                return False
+    return True
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _read(found: list[Candidate | str]) -> _Reading:
+    """The actor, the credential summary and, per candidate, the claims the resolver
+    reads (None for a candidate that cannot be read)."""
+    tokens, problems, claims_of = _decoded(found)
+    claims = tuple(None if known is None else _used(known) for known in claims_of)
     kinds = sorted({token.kind for token in tokens})
     if not tokens and not problems:
         missing = Credential(status=CredentialStatus.MISSING, reason="no credentials")
@@ -260,3 +311,7 @@ def _read(found: list[tuple[str, str, str]], problems: list[str]) -> _Reading:
         expires_at=min(expiries) if expiries else None,
     )
     return actor, status, claims
+
+
+def _used(claims: dict[str, Any]) -> dict[str, Any]:
+    return {key: claims[key] for key in USED_CLAIMS if key in claims}

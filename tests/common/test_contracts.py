@@ -112,6 +112,23 @@ def test_a_decision_id_spells_its_time_as_the_ulid_specification_does() -> None:
     assert set(new_decision_id()) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
+def test_every_128_bit_value_is_spelled_five_bits_per_digit() -> None:
+    import random
+
+    from services.common.contracts import _crockford
+
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+    def digit_by_digit(value: int) -> str:
+        return "".join(alphabet[(value >> (5 * place)) & 31] for place in range(25, -1, -1))
+
+    rnd = random.Random(7)
+    values = [0, 1, 31, 32, 1023, 1024, (1 << 128) - 1]
+    values += [rnd.getrandbits(rnd.randint(1, 128)) for _ in range(5000)]
+    for value in values:
+        assert _crockford(value) == digit_by_digit(value)
+
+
 def test_a_decision_id_that_is_not_a_ulid_is_refused_at_the_first_hop() -> None:
     good = InterceptedRequest(
         id=new_decision_id(), time=1.0, interceptor="i", method="GET", host="h", path="/"

@@ -116,3 +116,13 @@ def test_forwarded_headers_are_those_mitmproxy_would_show_for_the_selected_names
     assert forwarded_headers(headers) == expected
     assert forwarded_headers(headers)["authorization"] == "Bearer a.b.c, Bearer d.e.f"
     assert "cookie" not in forwarded_headers(headers)
+
+
+def test_header_names_are_matched_as_mitmproxy_matches_them() -> None:
+    """ASCII case folding only: a name with a Kelvin sign is not X-Skypetoken, for
+    mitmproxy nor for the firewall."""
+    headers = http.Headers(
+        [("X-SKYPETO\u212aEN".encode(), b"a.b.c"), (b"X-MS-Session-Id", b"s1")]
+    )
+    assert "x-skypetoken" not in headers
+    assert read_headers(headers) == {"x-ms-session-id": "s1"}

@@ -48,18 +48,31 @@ def test_a_bad_body_is_reported_not_raised(raw: bytes, error: str) -> None:
     assert parse_body(raw).features.parse_error == error
 
 
-def _nested(containers: int) -> bytes:
+def _nested(containers: int, leaf: object = "deep") -> bytes:
     """A body with ``containers`` nested under ``properties``: its innermost value sits
     at depth ``containers + 1`` (the top object is depth 0)."""
-    value: object = "deep"
+    value: object = leaf
     for level in range(containers):
         value = [value] if level % 2 else {"k": value}
     return orjson.dumps({"messagetype": "Text", "content": "x", "properties": value})
 
 
-def test_nesting_is_refused_one_level_past_the_limit_and_not_at_it() -> None:
-    assert parse_body(_nested(MAX_DEPTH - 1)).features.parse_error is None
-    assert parse_body(_nested(MAX_DEPTH)).features.parse_error == "body nested too deeply"
+@pytest.mark.parametrize("wide", [False, True], ids=["few brackets", "many brackets"])
+def test_nesting_is_refused_one_level_past_the_limit_and_not_at_it(wide: bool) -> None:
+    """With many brackets elsewhere in the body, its depth is walked, not inferred from
+    the count of brackets."""
+
+    def body(containers: int, leaf: object = "deep") -> bytes:
+        data = orjson.loads(_nested(containers, leaf))
+        if wide:
+            data["mentions"] = [[] for _ in range(100)]
+        return orjson.dumps(data)
+
+    assert parse_body(body(MAX_DEPTH - 1)).features.parse_error is None
+    # An empty list at the deepest allowed level: nothing sits past the limit.
+    assert parse_body(body(MAX_DEPTH - 1, [])).features.parse_error is None
+    assert parse_body(body(MAX_DEPTH)).features.parse_error == "body nested too deeply"
+    assert parse_body(body(MAX_DEPTH - 1, [1])).features.parse_error == "body nested too deeply"
 
 
 def test_many_brackets_side_by_side_are_not_depth() -> None:

@@ -169,3 +169,50 @@ def test_the_readings_kept_hold_no_token() -> None:
     read_credentials({"authentication": f"skypetoken={token}"})
     kept = repr(credentials._readings)
     assert token not in kept and token.split(".")[1] not in kept
+
+
+def test_problems_are_given_in_header_order_whether_or_not_the_reading_was_kept() -> None:
+    headers = {"authentication": "skypetoken=notajwt", "authorization": "Basic xyz"}
+    expected = (
+        "Authentication: opaque token: not a JWT (expected three dot-separated parts); "
+        "Authorization scheme 'Basic' is not Bearer"
+    )
+    for _ in range(2):
+        _, credential, _ = read_credentials(dict(headers))
+        assert credential.reason == expected
+
+
+def test_no_header_value_makes_two_different_sets_of_credentials_read_the_same() -> None:
+    """The kept readings are keyed so that a value holding the key's own separators
+    cannot stand for another set of headers (NUL passes through HTTP/1 header values)."""
+    token, bearer_token = skypetoken(OID, TID), bearer(OID, TID, "a@firm.example")
+    plain = {"authentication": f"skypetoken={token}", "authorization": f"Bearer {bearer_token}"}
+    folded = {"authentication": f"skypetoken={token}\0bearer\1Authorization\1{bearer_token}"}
+    for first, second in ((plain, folded), (folded, plain)):
+        credentials._readings.clear()
+        read_credentials(first)
+        _, credential, tokens = read_credentials(second)
+        fresh_credential = (credentials._readings.clear(), read_credentials(second))[1][1]
+        assert credential == fresh_credential
+        assert len(tokens) == (2 if second is plain else 0)
+
+
+def test_long_or_oddly_shaped_credentials_are_read_each_time_and_not_kept() -> None:
+    credentials._readings.clear()
+    long_token = jwt({"skypeid": f"orgid:{OID}", "tid": TID, "pad": "x" * 9000})
+    nested = jwt({"skypeid": f"orgid:{OID}", "tid": TID, "aud": [[]] * 20})
+    for token in (long_token, nested):
+        actor, credential, _ = read_credentials({"x-skypetoken": token})
+        assert credential.status is CredentialStatus.OK and actor.tenant_id == TID.lower()
+    assert credentials._readings == {}
+    read_credentials({"x-skypetoken": skypetoken(OID, TID)})
+    assert len(credentials._readings) == 1
+
+
+def test_a_requests_tokens_carry_the_claims_the_resolver_reads() -> None:
+    token = jwt({"skypeid": f"orgid:{OID}", "tid": TID, "exp": 2_000_000_000, "extra": "x"})
+    for _ in range(2):  # read, then kept
+        _, _, tokens = read_credentials({"x-skypetoken": token})
+        assert tokens[0].claims == {"skypeid": f"orgid:{OID}", "tid": TID, "exp": 2_000_000_000}
+        assert tokens[0].raw == token
+        tokens[0].claims["tid"] = "changed"  # a caller's copy
