@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import orjson
 
 from services.common.contracts import Actor, Credential, CredentialStatus
+from services.resolver.ttlcache import TtlCache
 
 MAX_TOKEN_LENGTH = 16 * 1024
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -213,13 +215,14 @@ USED_CLAIMS = ("aud", "email", "exp", "oid", "rgn", "skypeid", "tid", "unique_na
 # with every request until it renews it), kept under a SHA-256 digest of them. No raw
 # token is kept: the tokens a caller gets back are rebuilt from the request in hand.
 # Kept only for credentials of plain shape and modest size (real tokens are 1-3 KB), so
-# that what clients send cannot make it large: at most _MEMO_SIZE readings of at most
-# _MEMO_CREDENTIAL_CHARS characters each.
+# that what clients send cannot make it large: at most _MEMO_SIZE readings (the least
+# recently used go first) of at most _MEMO_CREDENTIAL_CHARS characters each. A reading
+# does not depend on the time, so it is kept until pushed out.
 _MEMO_SIZE = 2048
 _MEMO_CREDENTIAL_CHARS = 8192
 _MEMO_LIST_ITEMS = 16
 _Reading = tuple[Actor, Credential, tuple[dict[str, Any] | None, ...]]
-_readings: dict[bytes, _Reading] = {}
+_readings: TtlCache[_Reading] = TtlCache(_MEMO_SIZE)
 
 
 def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[Token]]:
@@ -229,17 +232,14 @@ def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[T
     A pure function of the three credential headers; the conclusion for recent ones is
     kept (see ``_readings``), and each call gets models of its own."""
     found = _candidates(headers)
-    raws = [item[1] for item in found if not isinstance(item, str)]
+    candidates = [item for item in found if not isinstance(item, str)]
     digest = _digest(found)
     reading = _readings.get(digest)
     if reading is None:
         reading = _read(found)
-        if _keepable(raws, reading):
-            if len(_readings) >= _MEMO_SIZE:
-                _readings.clear()
-            _readings[digest] = reading
+        if _keepable(candidates, reading):
+            _readings.put(digest, reading, math.inf)
     actor, credential, claims = reading
-    candidates = [item for item in found if not isinstance(item, str)]
     tokens = [
         Token(kind, raw, dict(known))
         for (kind, raw, _), known in zip(candidates, claims, strict=True)
@@ -250,7 +250,7 @@ def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[T
     return actor.model_copy(), credential, tokens
 
 
-def _digest(found: list[Candidate | str]) -> bytes:
+def _digest(found: list[Candidate | str]) -> str:
     """A digest of the candidates and problems, in order, each part length-prefixed so
     that no header value can make two different sets of headers read the same."""
     parts: list[str] = []
@@ -258,12 +258,12 @@ def _digest(found: list[Candidate | str]) -> bytes:
         fields = (item,) if isinstance(item, str) else item
         parts.append(f"{len(fields)}|")
         parts.extend(f"{len(field)}:{field}" for field in fields)
-    return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).digest()
+    return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _keepable(raws: list[str], reading: _Reading) -> bool:
+def _keepable(candidates: list[Candidate], reading: _Reading) -> bool:
     """Small enough and plain enough to keep: see ``_readings``."""
-    if sum(map(len, raws)) > _MEMO_CREDENTIAL_CHARS:
+    if sum(len(raw) for _, raw, _ in candidates) > _MEMO_CREDENTIAL_CHARS:
         return False
     for claims in reading[2]:
         for value in (claims or {}).values():

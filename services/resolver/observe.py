@@ -28,8 +28,9 @@ from services.resolver.context import (
 )
 from services.resolver.credentials import Token, TokenProblem, decode_claims, extract_tokens
 from services.resolver.people import People, profile_items, user_from_profile
-from services.resolver.store import ConversationRecord, Endpoints, Store, TtlCache
+from services.resolver.store import ConversationRecord, Endpoints, Store
 from services.resolver.tokens import TokenCipher, purpose_of, session_of, user_of
+from services.resolver.ttlcache import TtlCache
 
 log = logging.getLogger(__name__)
 

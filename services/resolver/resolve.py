@@ -35,11 +35,11 @@ from services.resolver.store import (
     ConversationRecord,
     Endpoints,
     Store,
-    TtlCache,
     UserRecord,
     normal_mri,
 )
 from services.resolver.teams import LookupFailed
+from services.resolver.ttlcache import TtlCache
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 
 import orjson
 import pytest
@@ -167,7 +168,7 @@ def test_a_header_without_a_credential_changes_the_reading_of_the_same_token() -
 def test_the_readings_kept_hold_no_token() -> None:
     token = skypetoken(OID, TID)
     read_credentials({"authentication": f"skypetoken={token}"})
-    kept = repr(credentials._readings)
+    kept = repr(credentials._readings.items())
     assert token not in kept and token.split(".")[1] not in kept
 
 
@@ -189,22 +190,22 @@ def test_no_header_value_makes_two_different_sets_of_credentials_read_the_same()
     plain = {"authentication": f"skypetoken={token}", "authorization": f"Bearer {bearer_token}"}
     folded = {"authentication": f"skypetoken={token}\0bearer\1Authorization\1{bearer_token}"}
     for first, second in ((plain, folded), (folded, plain)):
-        credentials._readings.clear()
+        credentials._readings.purge(math.inf)
         read_credentials(first)
         _, credential, tokens = read_credentials(second)
-        fresh_credential = (credentials._readings.clear(), read_credentials(second))[1][1]
+        fresh_credential = (credentials._readings.purge(math.inf), read_credentials(second))[1][1]
         assert credential == fresh_credential
         assert len(tokens) == (2 if second is plain else 0)
 
 
 def test_long_or_oddly_shaped_credentials_are_read_each_time_and_not_kept() -> None:
-    credentials._readings.clear()
+    credentials._readings.purge(math.inf)
     long_token = jwt({"skypeid": f"orgid:{OID}", "tid": TID, "pad": "x" * 9000})
     nested = jwt({"skypeid": f"orgid:{OID}", "tid": TID, "aud": [[]] * 20})
     for token in (long_token, nested):
         actor, credential, _ = read_credentials({"x-skypetoken": token})
         assert credential.status is CredentialStatus.OK and actor.tenant_id == TID.lower()
-    assert credentials._readings == {}
+    assert len(credentials._readings) == 0
     read_credentials({"x-skypetoken": skypetoken(OID, TID)})
     assert len(credentials._readings) == 1
 

@@ -12,8 +12,9 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from services.resolver.credentials import Token, decode_claims
-from services.resolver.store import ConversationRecord, Store, TtlCache, UserRecord
+from services.resolver.store import ConversationRecord, Store, UserRecord
 from services.resolver.tokens import MIDDLE_TIER, TokenCipher, new_key
+from services.resolver.ttlcache import TtlCache
 from tests.support.tokens import bearer
 
 OID = "a11ce000-0000-4000-8000-000000000001"
