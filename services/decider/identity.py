@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from encodings import idna
 from functools import lru_cache
 
-# The Turkish capital dotted İ casefolds to "i" plus a combining dot, and the dotless ı
-# stays distinct; both are folded to a plain "i" so neither becomes a way around a rule.
 # A word of message text, as keywords are matched by set: the keyword side
 # (conditions.TextMatches) and the event side (facts.Facts.words) must cut text the same way.
 WORD = re.compile(r"\w+")
+# The Turkish capital dotted İ casefolds to "i" plus a combining dot, and the dotless ı
+# stays distinct; both are folded to a plain "i" so neither becomes a way around a rule.
 _TURKISH = str.maketrans({"İ": "i", "ı": "i", "\u0307": None})
 # Line breaks and other control characters never belong in a name; they become U+FFFD
 # so that no name can span two lines of a joined list or hide a suffix after a break.

@@ -282,10 +282,10 @@ class Interceptor:
         decision_id: str,
         host: str,
         path: str,
-        seen: Mapping[str, str] | None = None,
+        seen: Mapping[str, str],
     ) -> Verdict:
         """One request-reply on ``<prefix>.v1.intercepted``; every failure is FailMode.
-        ``seen``: what :func:`read_headers` found on the request, when the caller has it."""
+        ``seen``: what :func:`read_headers` found on the request."""
         nc = self.nc
         if nc is None or not nc.is_connected:
             raise FailMode("nats_down", "the decision service is unreachable")
@@ -418,7 +418,7 @@ def _pretty_host(request: http.Request) -> str:
     if not authority:
         return request.host
     if len(authority) > _KEPT_AUTHORITY_CHARS:
-        return url.parse_authority(authority, check=False)[0]
+        return _authority_host.__wrapped__(authority)
     return _authority_host(authority)
 
 

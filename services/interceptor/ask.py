@@ -116,10 +116,8 @@ def read_headers(headers: http.Headers) -> dict[str, str]:
     return selected
 
 
-def forwarded_headers(headers: http.Headers | Mapping[str, str]) -> dict[str, str]:
-    """The headers the resolver reads, from a request's headers or from what
-    :func:`read_headers` found."""
-    seen = read_headers(headers) if isinstance(headers, http.Headers) else headers
+def forwarded_headers(seen: Mapping[str, str]) -> dict[str, str]:
+    """The headers the resolver reads, of those :func:`read_headers` found."""
     return {name: value for name, value in seen.items() if name in FORWARDED_HEADERS}
 
 

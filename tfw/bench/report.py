@@ -148,9 +148,8 @@ class Report:
         stock, lean, interceptor = cpu("stock", "stock"), cpu("lean", "lean"), \
             cpu("firewall", "interceptor")
         total = statistics.median(
-            sum(ms for name, ms in w.cpu_ms_per_request().items()
-                if not name.startswith(("upstream", "load generator")))
-            for w in windows["firewall"])
+            sum(_firewall_only(w.cpu_ms_per_request()).values()) for w in windows["firewall"]
+        )
         cores = os.cpu_count() or 1
         stock_rate = 1000 / stock
         one = min(1000 / interceptor, cores * 1000 / total)
