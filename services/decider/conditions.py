@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from services.common.contracts import Action, ConversationType, Location
 from services.decider.facts import Crowd, Facts, Principal
 from services.decider.identity import WORD, IdentityPatterns, fold_text, nfkc_text, normal_domain
+from services.decider.screen import Screen
 
 Outcome = bool | None
 
@@ -409,7 +410,7 @@ class TextMatches(Condition):
         self.headless = not all(heads)
         # Set by :func:`screen_texts`: one search of the rule set's patterns together,
         # so that most messages, which match none of them, are searched once.
-        self.screen: re.Pattern[str] | None = None
+        self.screen: Screen | None = None
 
     def _find(self, text: str) -> str | None:
         """The first match in ``text`` (for explanations)."""
@@ -455,7 +456,7 @@ class TextMatches(Condition):
         return f"text must contain one of {', '.join(self.source)}; found {shown}"
 
 
-def screen_texts(conditions: list[Condition]) -> re.Pattern[str] | None:
+def screen_texts(conditions: list[Condition]) -> Screen | None:
     """Give the text conditions one shared screen: the alternation of all their
     patterns. A pattern matches somewhere only if the alternation does, so when the
     screen finds nothing no pattern is searched. Patterns with groups stay out of it
@@ -466,7 +467,7 @@ def screen_texts(conditions: list[Condition]) -> re.Pattern[str] | None:
         return None
     joined = "|".join(f"(?:{c.regex.pattern})" for c in screened if c.regex is not None)
     try:
-        screen = re.compile(joined, re.IGNORECASE)
+        screen = Screen.of(re.compile(joined, re.IGNORECASE))
     except (re.error, RecursionError, OverflowError):
         return None
     for condition in screened:

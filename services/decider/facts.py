@@ -6,7 +6,6 @@ a rule set that never looks at participants never pays for a 1,200-member team.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -19,6 +18,7 @@ from services.common.contracts import (
     Participant,
 )
 from services.decider.identity import WORD, domain_of, fold_text, identities_of, nfkc_text
+from services.decider.screen import Screen
 
 
 class Principal:
@@ -146,7 +146,7 @@ class Facts:
         self._plain: str | None = None
         self._words: frozenset[str] | None = None
         self._extensions: frozenset[str] | None = None
-        self._screened: dict[re.Pattern[str], bool] = {}
+        self._screened: dict[Screen, bool] = {}
 
     @property
     def actor(self) -> Principal:
@@ -160,12 +160,12 @@ class Facts:
         """Who is in the conversation once the action is done: for ``member.add`` and
         ``chat.create`` the people being brought in count, so a wall sees them."""
         if self._participants is None:
-            people = list(self.event.participants)
+            people = self.event.participants
             if self.event.action in _BRINGS_PEOPLE_IN and self.event.target_participants:
                 present = {p.mri.lower() for p in people}
                 joining = self.event.target_participants
-                people += [p for p in joining if p.mri.lower() not in present]
-            self._participants = tuple([_participant(p) for p in people])
+                people = people + [p for p in joining if p.mri.lower() not in present]
+            self._participants = principals_of(people)
         return self._participants
 
     @property
@@ -214,11 +214,11 @@ class Facts:
             self._words = frozenset(WORD.findall(self.folded_text))
         return self._words
 
-    def screened(self, screen: re.Pattern[str]) -> bool:
+    def screened(self, screen: Screen) -> bool:
         """Does the plain text match the rule set's text screen (searched once)?"""
         found = self._screened.get(screen)
         if found is None:
-            found = self._screened[screen] = screen.search(self.plain_text) is not None
+            found = self._screened[screen] = screen.finds(self.plain_text, self.folded_text)
         return found
 
     @property
@@ -254,3 +254,19 @@ _BRINGS_PEOPLE_IN = frozenset({Action.MEMBER_ADD, Action.CHAT_CREATE})
 
 def _participant(p: Participant) -> Principal:
     return principal(p.mri, p.email, p.upn, p.tenant_id, p.external)
+
+
+MAX_PEOPLE = 4096
+_people: dict[tuple[tuple[str | bool | None, ...], ...], tuple[Principal, ...]] = {}
+
+
+def principals_of(people: list[Participant]) -> tuple[Principal, ...]:
+    """The principals of a conversation's people, kept by every name of every person:
+    the same conversations recur, and one lookup costs less than one per person."""
+    key = tuple([(p.mri, p.email, p.upn, p.tenant_id, p.external) for p in people])
+    found = _people.get(key)
+    if found is None:
+        if len(_people) >= MAX_PEOPLE:
+            _people.clear()
+        found = _people[key] = tuple([_participant(p) for p in people])
+    return found
