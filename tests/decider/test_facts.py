@@ -1,0 +1,74 @@
+"""The memo of a conversation's principals: kept by every name of every person, so
+no change of a name, tenant or external flag can be answered from another roster."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.contracts import Participant
+from services.decider import facts
+from services.decider.facts import principals_of
+
+TENANT = "0b9b5a1c-3c1e-4f7a-9d2e-6a1f0c7e2b11"
+OTHER = "9a3f1e55-7c2d-4e8b-a1f0-3b6c9d2e4f33"
+
+
+def _person(n: int, **changes: object) -> Participant:
+    fields: dict[str, object] = {
+        "mri": f"8:orgid:{n}",
+        "email": f"p{n}@firm.example",
+        "upn": f"p{n}@firm.example",
+        "tenant_id": TENANT,
+        "external": False,
+    }
+    fields.update(changes)
+    return Participant.model_validate(fields)
+
+
+def test_the_same_people_read_again_give_the_same_principals() -> None:
+    first = principals_of([_person(1), _person(2)])
+    again = principals_of([_person(1), _person(2)])  # new objects, same names
+    assert again is first
+    assert [p.ids[0] for p in first] == ["p1@firm.example", "p2@firm.example"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"email": "someone.else@rival.example"},
+        {"upn": "someone.else@rival.example"},
+        {"mri": "8:orgid:other"},
+        {"tenant_id": OTHER},
+        {"external": True},
+    ],
+)
+def test_any_changed_name_or_flag_is_read_afresh(change: dict[str, object]) -> None:
+    before = principals_of([_person(1), _person(2)])
+    after = principals_of([_person(1), _person(2, **change)])
+    assert after is not before
+    changed = after[1]
+    expected = facts.principal(
+        str(change.get("mri", "8:orgid:2")),
+        str(change.get("email", "p2@firm.example")),
+        str(change.get("upn", "p2@firm.example")),
+        str(change.get("tenant_id", TENANT)),
+        bool(change.get("external", False)),
+    )
+    assert changed is expected
+
+
+def test_a_large_team_is_read_person_by_person_and_not_kept() -> None:
+    team = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 1)]
+    kept = len(facts._people)
+    principals = principals_of(team)
+    assert len(principals) == len(team)
+    assert [p.mri for p in principals] == [p.mri for p in team]
+    assert len(facts._people) == kept
+
+
+def test_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(facts, "MAX_CONVERSATIONS", 8)
+    monkeypatch.setattr(facts, "_people", {})
+    for n in range(50):
+        principals_of([_person(n), _person(n + 1)])
+        assert len(facts._people) <= 8
