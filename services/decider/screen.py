@@ -31,7 +31,12 @@ except ImportError:  # pragma: no cover - every supported Python has both
     _parser = _ops = None
 
 MIN_NEEDLE = 3
-MAX_NEEDLES = 8
+# Needles are cut to this length (a needle's prefix is in every text the needle is in).
+MAX_NEEDLE = 32
+# A substring test costs about a tenth of a microsecond on a chat message; a
+# case-insensitive search of one more pattern costs far more. Above this many, needles
+# are cut to common prefixes.
+MAX_NEEDLES = 64
 
 Needles = frozenset[str]
 
@@ -133,12 +138,18 @@ def _strength(needles: Needles) -> tuple[int, int]:
 
 
 def _fewer(needles: Needles) -> Needles:
-    """At most MAX_NEEDLES needles: many needles are cut to a common length, which
-    keeps the promise (a needle's prefix is in every text the needle is in)."""
+    """At most MAX_NEEDLES needles of at most MAX_NEEDLE characters, cut to the longest
+    common length that gives few enough (cutting keeps the promise: a needle's prefix
+    is in every text the needle is in). Empty when even the shortest cut gives too
+    many."""
+    needles = frozenset(n[:MAX_NEEDLE] for n in needles)
     if len(needles) <= MAX_NEEDLES:
         return needles
-    for length in range(max(map(len, needles)), MIN_NEEDLE - 1, -1):
+    best: Needles = frozenset()
+    # Longer cuts give at least as many distinct prefixes: walk up while few enough.
+    for length in range(MIN_NEEDLE, MAX_NEEDLE + 1):
         cut = frozenset(n[:length] for n in needles)
-        if len(cut) <= MAX_NEEDLES:
-            return cut
-    return frozenset()
+        if len(cut) > MAX_NEEDLES:
+            break
+        best = cut
+    return best

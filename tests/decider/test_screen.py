@@ -8,7 +8,7 @@ import re
 import pytest
 
 from services.decider.identity import fold_text, nfkc_text
-from services.decider.screen import Screen, needles_of
+from services.decider.screen import MAX_NEEDLES, Screen, needles_of
 
 
 @pytest.mark.parametrize(
@@ -50,9 +50,32 @@ def test_no_needles_when_nothing_certain_and_long_enough(pattern: str) -> None:
         assert found is None
 
 
-def test_many_needles_are_cut_to_a_few_common_prefixes() -> None:
-    joined = "|".join(f"(?:ISIN{n}\\d+)" for n in range(4, 100, 8))
-    assert needles_of(re.compile(joined, re.IGNORECASE)) == ("isin",)
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo")
+
+
+def test_many_needles_are_cut_to_common_prefixes_that_still_find_every_match() -> None:
+    """100 patterns give 100 needles ("alpha07"); cut to six characters they are 27
+    ("alpha0", "echo07"), and every pattern's match still holds one."""
+    names = [f"{word}{n:02d}" for word in WORDS for n in range(20)]
+    pattern = re.compile("|".join(f"(?:{name}\\d)" for name in names), re.IGNORECASE)
+    screen = Screen.of(pattern)
+    assert screen.needles is not None
+    assert len(screen.needles) == 27 <= MAX_NEEDLES
+    assert {len(n) for n in screen.needles} == {6}
+    for name in names:
+        text = f"see {name.upper()}5 now"
+        assert screen.finds(text, text.lower())
+    assert not screen.finds("alpha bravo 05", "alpha bravo 05")
+
+
+def test_too_many_distinct_needles_give_none() -> None:
+    pattern = re.compile("|".join(f"(?:w{n:03d}x)" for n in range(100)), re.IGNORECASE)
+    assert needles_of(pattern) is None
+
+
+def test_long_needles_are_cut_to_their_first_characters() -> None:
+    long_word = "abcdefghij" * 10
+    assert needles_of(re.compile(long_word, re.IGNORECASE)) == (long_word[:32],)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,9 @@ from services.decider.screen import Screen
 from tests.fuzz.strategies import fuzz
 
 LETTERS = "abcikKsS"
-words = st.text(alphabet=LETTERS, min_size=1, max_size=5)
+# Words may hold the look-alikes that case-insensitive matching equates with s and k.
+words = st.text(alphabet=LETTERS + "ſ\u212a", min_size=1, max_size=5)
+PLAIN_LOOKALIKES = str.maketrans({"ſ": "s", "\u212a": "K", "ı": "i", "İ": "I"})
 atoms = st.one_of(
     words.map(re.escape),
     st.sampled_from([r"\d", r"\s", "[ab]", ".", r"\b", "^", "$", "ſ", "\u212a"]),
@@ -32,8 +34,16 @@ def _pieces(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         inner.map(lambda p: f"(?:{p}){{1,2}}"),
         st.tuples(inner, inner).map(lambda ab: f"(?:{ab[0]}|{ab[1]})"),
         inner.map(lambda p: f"(?={p})"),
-        inner.map(lambda p: f"(?<!x{p[:0]})"),
+        inner.map(lambda p: f"(?!{p})"),
+        words.map(lambda w: f"(?<!{re.escape(w)})"),
+        words.map(lambda w: f"(?<={re.escape(w)})"),
         inner.map(lambda p: f"(?-i:{p})"),
+        inner.map(lambda p: f"(?x:{p})"),
+        inner.map(lambda p: f"(?>{p})"),
+        # Groups, a backreference and a conditional (the rule set's screen leaves
+        # patterns with groups out, but the needles must hold for any pattern).
+        inner.map(lambda p: f"({p})\\1"),
+        st.tuples(inner, inner).map(lambda ab: f"(x)?(?(1){ab[0]}|{ab[1]})"),
     )
 
 
@@ -42,9 +52,11 @@ sequences = st.recursive(
     lambda inner: st.lists(st.one_of(inner, _pieces(inner)), min_size=1, max_size=4).map("".join),
     max_leaves=8,
 )
-patterns = st.lists(sequences, min_size=1, max_size=4).map(
-    lambda ps: "|".join(f"(?:{p})" for p in ps)
-)
+# A few patterns, or many: many alternatives make needles be cut to common prefixes.
+patterns = st.one_of(
+    st.lists(sequences, min_size=1, max_size=4),
+    st.lists(sequences, min_size=9, max_size=80),
+).map(lambda ps: "|".join(f"(?:{p})" for p in ps))
 texts = st.text(alphabet=LETTERS + "ABCIſ\u212aİı ｓ1x", max_size=20)
 
 
@@ -72,5 +84,6 @@ def test_the_screen_answers_as_a_full_search(
         matching = data.draw(st.from_regex(pattern, fullmatch=True))
     except Exception:  # a pattern hypothesis cannot invert
         return
-    for text in (matching, matching.upper(), matching.lower(), matching.swapcase()):
+    plain = matching.translate(PLAIN_LOOKALIKES)
+    for text in (matching, matching.upper(), matching.lower(), matching.swapcase(), plain):
         _check(screen, pattern, text)
