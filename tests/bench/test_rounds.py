@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import math
 
+import pytest
+
 from tfw.bench.loadgen import LoadResult
 from tfw.bench.measure import Beside, CatchUp, Window
 from tfw.bench.report import Report, paired_ratio
@@ -71,3 +73,12 @@ def test_the_slowest_catch_up_is_unknown_when_any_window_never_caught_up() -> No
     assert Beside(caught_up_s=[0.1, 0.4]).slowest_catch_up == 0.4
     assert Beside(caught_up_s=[0.1, None]).slowest_catch_up is None
     assert Beside().slowest_catch_up is None
+
+
+def test_the_targets_say_how_fast_the_machine_was_against_the_issues_reference() -> None:
+    report = Report(io.StringIO())
+    report.figures["cpu_projection"] = {"stock_ms": 2.8}
+    report.summary()
+    shown = report.out.getvalue()  # type: ignore[attr-defined]
+    assert "stock mitmdump needed 2.80 ms of CPU per request, 2.0× the issue's reference" in shown
+    assert report.figures["machine"]["slower_than_reference"] == pytest.approx(2.0)

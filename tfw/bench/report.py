@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from tfw.bench.profile import Profile
 
 TOP = 12
+# CPU per request of stock mitmdump at 16 keep-alive connections on the machine the
+# issue's targets were set on (its own figure): what the machine's speed is read against.
+REFERENCE_STOCK_MS = 1.4
 
 
 @dataclass
@@ -307,6 +310,15 @@ class Report:
                       f"target {target.target:<9} {verdict}")
         for text in self.aside:
             self.line(f"  not a target: {text}")
+        machine = self.figures.get("cpu_projection")
+        if machine is not None and machine["stock_ms"] > 0:
+            stock = machine["stock_ms"]
+            self.line(f"  this machine: stock mitmdump needed {stock:.2f} ms of CPU per request, "
+                      f"{stock / REFERENCE_STOCK_MS:.1f}× the issue's reference machine "
+                      f"({REFERENCE_STOCK_MS} ms). Latency and µs figures grow with that; the "
+                      "ratios (items 1, 3, 7) are measured side by side")
+            self.figures["machine"] = {"stock_ms": stock, "reference_stock_ms": REFERENCE_STOCK_MS,
+                                       "slower_than_reference": stock / REFERENCE_STOCK_MS}
         if self.problems:
             self.section("Problems (the run exits 1)")
             for text in self.problems:
