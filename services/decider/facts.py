@@ -258,10 +258,9 @@ def _participant(p: Participant) -> Principal:
 
 # Conversations of up to MAX_KEPT_PEOPLE people are kept, at most MAX_CONVERSATIONS of
 # them: the key holds each person's names, so that bounds the memory (tens of MB at
-# worst). A larger team is looked up person by person.
+# worst; the least recently used go first). A larger team is looked up person by person.
 MAX_KEPT_PEOPLE = 64
 MAX_CONVERSATIONS = 2048
-_people: dict[tuple[tuple[str | bool | None, ...], ...], tuple[Principal, ...]] = {}
 
 
 def principals_of(people: list[Participant]) -> tuple[Principal, ...]:
@@ -269,10 +268,9 @@ def principals_of(people: list[Participant]) -> tuple[Principal, ...]:
     the same conversations recur, and one lookup costs less than one per person."""
     if len(people) > MAX_KEPT_PEOPLE:
         return tuple([_participant(p) for p in people])
-    key = tuple([(p.mri, p.email, p.upn, p.tenant_id, p.external) for p in people])
-    found = _people.get(key)
-    if found is None:
-        if len(_people) >= MAX_CONVERSATIONS:
-            _people.clear()
-        found = _people[key] = tuple([_participant(p) for p in people])
-    return found
+    return _principals(tuple([(p.mri, p.email, p.upn, p.tenant_id, p.external) for p in people]))
+
+
+@lru_cache(maxsize=MAX_CONVERSATIONS)
+def _principals(names: tuple[tuple[str | bool | None, ...], ...]) -> tuple[Principal, ...]:
+    return tuple([principal(*person) for person in names])

@@ -59,16 +59,15 @@ def test_any_changed_name_or_flag_is_read_afresh(change: dict[str, object]) -> N
 
 def test_a_large_team_is_read_person_by_person_and_not_kept() -> None:
     team = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 1)]
-    kept = len(facts._people)
+    kept = facts._principals.cache_info()
     principals = principals_of(team)
     assert len(principals) == len(team)
     assert [p.mri for p in principals] == [p.mri for p in team]
-    assert len(facts._people) == kept
+    assert facts._principals.cache_info() == kept  # neither looked up nor kept
 
 
-def test_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(facts, "MAX_CONVERSATIONS", 8)
-    monkeypatch.setattr(facts, "_people", {})
-    for n in range(50):
+def test_the_memo_stays_bounded() -> None:
+    assert facts._principals.cache_info().maxsize == facts.MAX_CONVERSATIONS
+    for n in range(facts.MAX_CONVERSATIONS + 50):
         principals_of([_person(n), _person(n + 1)])
-        assert len(facts._people) <= 8
+        assert facts._principals.cache_info().currsize <= facts.MAX_CONVERSATIONS
