@@ -10,14 +10,15 @@ runs cannot match, and a substring test says so in a fraction of the time.
 The needles are read from the pattern's parse tree, and only what is certain is used:
 a run of literal characters outside any optional part. Only ASCII characters count,
 and the needles are tested only on ASCII text, where ignoring case is exactly
-lower-casing (elsewhere a pattern's ``s`` also matches the long s, U+017F). A pattern the reading
-does not understand gives no needles, and its text is searched in full.
+lower-casing (elsewhere a pattern's ``s`` also matches the long s, U+017F). A pattern
+the reading does not understand gives no needles, and its text is searched in full.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,7 @@ def needles_of(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
         return None
     try:
         tree = _parser.parse(pattern.pattern, pattern.flags)
-        found = _required(list(tree))
+        found = _required(tree)
     except Exception:  # a form this reading does not know: no needles, no risk
         return None
     found = _fewer(found) if found else None
@@ -87,7 +88,7 @@ def absent(needles: tuple[str, ...], folded: str) -> bool:
     return True
 
 
-def _required(items: list[tuple[Any, Any]]) -> Needles | None:
+def _required(items: Iterable[tuple[Any, Any]]) -> Needles | None:
     """Of a sequence of parsed items: a set of strings every match of the sequence
     contains one of, or None when nothing is certain."""
     candidates: list[Needles] = []
@@ -115,20 +116,20 @@ def _required(items: list[tuple[Any, Any]]) -> Needles | None:
 def _required_of(op: Any, value: Any) -> Needles | None:
     """What every match of one parsed item contains, if anything."""
     if op is _ops.SUBPATTERN:  # (group, add flags, del flags, pattern)
-        return _required(list(value[3]))
+        return _required(value[3])
     if op is _ops.ATOMIC_GROUP:
-        return _required(list(value))
+        return _required(value)
     if op is _ops.BRANCH:  # (None, [alternatives]): each alternative must give one
         union: set[str] = set()
         for alternative in value[1]:
-            found = _required(list(alternative))
+            found = _required(alternative)
             if not found:
                 return None
             union |= found
         return frozenset(union)
     if op in (_ops.MAX_REPEAT, _ops.MIN_REPEAT, _ops.POSSESSIVE_REPEAT):
         low, _, item = value
-        return _required(list(item)) if low >= 1 else None
+        return _required(item) if low >= 1 else None
     return None
 
 
