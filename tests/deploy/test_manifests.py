@@ -279,3 +279,25 @@ def test_the_autoscaler_alone_sets_how_many_replicas_run(
         (scaler,) = _autoscalers(objects, f"tfw-{service}")
         spec = scaler["spec"]
         assert spec.get("minReplicas", spec.get("minReplicaCount")) == minimum
+
+
+# Production's overlay uses a NATS cluster of its own (TFW_NATS_URL), not this server.
+@pytest.mark.parametrize("kustomization", ["overlays/dev", "examples/nats-cluster"])
+def test_nats_server_runs_as_many_go_threads_as_its_cpu_limit(
+    rendered: dict[str, list[Obj]], kustomization: str
+) -> None:
+    servers = [
+        container
+        for workload in workloads(rendered[kustomization])
+        for container in containers(workload)
+        if container["image"].startswith("nats:")
+    ]
+    assert servers
+    for container in servers:
+        env = {item["name"]: item for item in container["env"]}
+        field = env["GOMAXPROCS"]["valueFrom"]["resourceFieldRef"]
+        assert field == {
+            "containerName": container["name"],
+            "resource": "limits.cpu",
+            "divisor": "1",
+        }
