@@ -25,11 +25,6 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("resolver", "decider", "audit", "interceptor")
-# The local nats-server shares its few cores with the services, so it runs its
-# goroutines on one OS thread: a message then wakes no second Go thread on the way
-# through (docs/performance.md, "nats-server on one thread"). GOMAXPROCS set in the
-# environment wins.
-NATS_GOMAXPROCS = "1"
 
 
 class StackError(RuntimeError):
@@ -175,8 +170,7 @@ class Stack:
         env: dict[str, str] | None = None,
     ) -> str:
         """Start nats-server; ``env`` is its whole environment (the secure profile
-        passes the users' passwords this way), ``os.environ`` when None. Unless that
-        environment sets GOMAXPROCS, nats-server runs on one thread (NATS_GOMAXPROCS)."""
+        passes the users' passwords this way)."""
         port = port or free_port()
         store = self.data_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
@@ -189,8 +183,6 @@ class Stack:
             config = self.data_dir / "nats-jetstream.conf"
             config.write_text("jetstream {\n  max_file_store: 1TB\n}\n", encoding="utf-8")
             extra += ["-c", str(config)]
-        env = dict(os.environ if env is None else env)
-        env.setdefault("GOMAXPROCS", NATS_GOMAXPROCS)
         process = self.spawn("nats", argv + extra, env=env, port=port)
         wait_for_port(port, 15, process.popen)
         self.nats_url = f"nats://127.0.0.1:{port}"
