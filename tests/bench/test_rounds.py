@@ -82,3 +82,13 @@ def test_the_targets_say_how_fast_the_machine_was_against_the_issues_reference()
     shown = report.out.getvalue()  # type: ignore[attr-defined]
     assert "stock mitmdump needed 2.80 ms of CPU per request, 2.0× the issue's reference" in shown
     assert report.figures["machine"]["slower_than_reference"] == pytest.approx(2.0)
+
+
+def test_the_targets_say_how_fast_the_bus_was_against_the_issues_reference() -> None:
+    report = Report(io.StringIO())
+    report.figures["bus"] = {"p50_ms": 0.6, "paced_p50_ms": 0.9}
+    report.summary()
+    shown = report.out.getvalue()  # type: ignore[attr-defined]
+    assert "one nats-py request-reply took 0.60 ms p50, 1.5× the reference's 0.4 ms" in shown
+    assert "(paced 1 ms apart: 0.90 ms)" in shown
+    assert report.figures["machine"]["request_reply_ms"] == 0.6

@@ -24,6 +24,7 @@ SECTIONS = (
     "5. Resolver",
     "6. Audit: the archive catching up, then beside the proxy",
     "7. Scaling: interceptor processes",
+    "The bus on this machine: one nats-py request-reply (calibration)",
     "CPU per request by process (decision path, 1 interceptor, archive paused)",
     "CPU per request by process (decision path, 2 interceptors, archive paused)",
     "CPU per request by process (whole firewall, the archive beside the proxy)",
@@ -144,6 +145,20 @@ def test_the_component_benchmarks_gave_their_figures(
     resolver = figures["resolver"]
     assert resolver["cold_calls"] > 0
     assert resolver["warm2_participants"] > 1000
+
+
+def test_the_bus_is_calibrated_against_the_issues_reference(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, figures = tiny_run
+    bus = figures["bus"]
+    assert bus["requests"] == 50  # every request-reply of the tiny size was answered
+    assert 0 < bus["p50_ms"] <= bus["p99_ms"]
+    assert 0 < bus["paced_p50_ms"] <= bus["paced_p99_ms"]
+    assert bus["client_cpu_us"] > 0
+    assert figures["machine"]["request_reply_ms"] == bus["p50_ms"]
+    shown = next(line for line in stdout.splitlines() if "this machine's bus:" in line)
+    assert f"took {bus['p50_ms']:.2f} ms p50" in shown and "reference's 0.4 ms" in shown
 
 
 def test_nothing_is_left_running(

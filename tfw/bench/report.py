@@ -17,6 +17,7 @@ from tfw.bench.measure import added_latency
 from tfw.bench.workload import expected_verdicts
 
 if TYPE_CHECKING:
+    from tfw.bench.bus import Calibration
     from tfw.bench.measure import Beside, CatchUp, Window
     from tfw.bench.profile import Profile
 
@@ -24,6 +25,9 @@ TOP = 12
 # CPU per request of stock mitmdump at 16 keep-alive connections on the machine the
 # issue's targets were set on (its own figure): what the machine's speed is read against.
 REFERENCE_STOCK_MS = 1.4
+# One nats-py request-reply there, p50, and its client CPU (the figures too).
+REFERENCE_REQUEST_REPLY_MS = 0.4
+REFERENCE_CLIENT_CPU_US = 30.0
 
 
 @dataclass
@@ -239,6 +243,20 @@ class Report:
                   f"{total:6.3f} ms/request  → about {capacity:.0f} requests/s per core")
         self.figures.setdefault("cpu_ms_per_request", {})[title] = table
 
+    def bus(self, found: Calibration) -> None:
+        self.section("The bus on this machine: one nats-py request-reply (calibration)")
+        figures = found.figures()
+        self.line(f"  back to back          p50 {figures['p50_ms']:5.2f} ms  p99 "
+                  f"{figures['p99_ms']:5.2f} ms  client CPU {figures['client_cpu_us']:.0f} µs "
+                  f"(n={figures['requests']:.0f})")
+        self.line(f"  1 ms between requests p50 {figures['paced_p50_ms']:5.2f} ms  p99 "
+                  f"{figures['paced_p99_ms']:5.2f} ms  (processes that slept run cold)")
+        self.line(f"  the issue's reference machine: about {REFERENCE_REQUEST_REPLY_MS} ms p50 "
+                  f"and {REFERENCE_CLIENT_CPU_US:.0f} µs of client CPU; the firewall's path "
+                  "is three hops of this bus (one and a half request-replies), each with a "
+                  "service's own work beside it")
+        self.figures["bus"] = figures
+
     def latency(self, found: dict[str, tuple[float, float, int]], added_p50: float,
                 added_p99: float) -> None:
         self.section("2. Latency added at 1 connection (firewall minus lean master)")
@@ -319,6 +337,15 @@ class Report:
                       "ratios (items 1, 3, 7) are measured side by side")
             self.figures["machine"] = {"stock_ms": stock, "reference_stock_ms": REFERENCE_STOCK_MS,
                                        "slower_than_reference": stock / REFERENCE_STOCK_MS}
+        bus = self.figures.get("bus")
+        if bus is not None:
+            p50 = bus["p50_ms"]
+            self.line(f"  this machine's bus: one nats-py request-reply took {p50:.2f} ms p50, "
+                      f"{p50 / REFERENCE_REQUEST_REPLY_MS:.1f}× the reference's "
+                      f"{REFERENCE_REQUEST_REPLY_MS} ms (paced 1 ms apart: "
+                      f"{bus['paced_p50_ms']:.2f} ms)")
+            self.figures.setdefault("machine", {}).update(
+                request_reply_ms=p50, reference_request_reply_ms=REFERENCE_REQUEST_REPLY_MS)
         if self.problems:
             self.section("Problems (the run exits 1)")
             for text in self.problems:

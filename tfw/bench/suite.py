@@ -25,6 +25,7 @@ from nats.aio.client import Client as NATS
 
 from services.common.ops import spawn
 from tfw.bench import components
+from tfw.bench.bus import calibrate
 from tfw.bench.firewall import Rig, metric_sum
 from tfw.bench.loadgen import run_load
 from tfw.bench.measure import (
@@ -70,15 +71,17 @@ class Sizes:
     decider_events: int = 2000
     resolver_warm: int = 2000
     profile_seconds: float = 8.0
+    bus_requests: int = 2000  # request-replies each way in the bus calibration
 
     @classmethod
     def named(cls, size: str) -> Sizes:
         if size == "quick":
             return cls(2.0, 1, 2.0, 2.0, decider_events=500, resolver_warm=300,
-                       profile_seconds=4.0)
+                       profile_seconds=4.0, bus_requests=1000)
         if size == "tiny":  # the smoke test: every figure, no meaning
             return cls(0.4, 1, 0.4, 0.4, connections=4, connect_clients=2,
-                       decider_events=50, resolver_warm=20, profile_seconds=1.0)
+                       decider_events=50, resolver_warm=20, profile_seconds=1.0,
+                       bus_requests=50)
         return cls()
 
 
@@ -142,6 +145,7 @@ async def run_suite(
         run = Run(rig, sizes, report, mix, profile)
         await _warm(run)
         trail = await _pause_archive(run)
+        await _bus(run)
         await _throughput(run)
         await _latency(run)
         await _new_connections(run)
@@ -261,6 +265,22 @@ async def _throughput(run: Run) -> None:
             run.keep_alive.setdefault(name, []).append(await _keep_alive_window(run, name))
     run.report.throughput(run.keep_alive, run.sizes.connections, run.mix)
     run.report.cpu_table(run.keep_alive["firewall"], PATH_ONE)
+
+
+# --- calibration: the bus alone ---------------------------------------------------------
+
+
+async def _bus(run: Run) -> None:
+    """One nats-py request-reply on the run's nats-server, to read item 2 against."""
+    rig = run.rig
+    assert rig.stack.nats_url
+    try:
+        found = await calibrate(rig.stack.nats_url, f"{rig.prefix}.bench.echo",
+                                run.sizes.bus_requests)
+    except (RuntimeError, nats.errors.Error) as exc:
+        run.report.problem(f"the bus calibration could not run: {type(exc).__name__}: {exc}")
+        return
+    run.report.bus(found)
 
 
 # --- item 2: latency added at one connection ------------------------------------------
