@@ -147,6 +147,14 @@ def test_the_component_benchmarks_gave_their_figures(
     assert resolver["warm2_participants"] > 1000
 
 
+def test_item_2_shows_each_rounds_own_added_p50(tiny_run: tuple[str, dict[str, Any]]) -> None:
+    stdout, figures = tiny_run
+    rounds = figures["latency_added_ms"]["rounds_p50"]
+    assert len(rounds) == 1  # the tiny size runs one round
+    shown = next(line for line in stdout.splitlines() if "each round's own added p50" in line)
+    assert f"{rounds[0]:+.2f} ms" in shown
+
+
 def test_the_bus_is_calibrated_against_the_issues_reference(
     tiny_run: tuple[str, dict[str, Any]],
 ) -> None:

@@ -288,14 +288,20 @@ async def _bus(run: Run) -> None:
 
 async def _latency(run: Run) -> None:
     samples: dict[str, list[float]] = {"lean": [], "firewall": []}
+    rounds = []  # each round's own added p50, shown beside the figure of all samples
     for index in range(run.sizes.rounds):
-        await _one_connection_round(run, samples, index)
+        this_round: dict[str, list[float]] = {"lean": [], "firewall": []}
+        await _one_connection_round(run, this_round, index)
+        rounds.append(added_latency(this_round["lean"], this_round["firewall"])[0])
+        for name, found in this_round.items():
+            samples[name] += found
     added_p50, added_p99 = added_latency(samples["lean"], samples["firewall"])
     run.report.latency(
         {name: (statistics.median(s) if s else float("nan"), percentile(s, 0.99), len(s))
          for name, s in samples.items()},
         added_p50=added_p50,
         added_p99=added_p99,
+        rounds_p50=rounds,
     )
 
 
