@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -45,12 +45,18 @@ def settle_heap() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
-def run_forever(main: Coroutine[Any, Any, Any], event_loop: str = "auto") -> Any:
+def run_forever(
+    main: Coroutine[Any, Any, Any], event_loop: str = "auto", eager_tasks: bool = False
+) -> Any:
     """Run a service's main coroutine to the end on the chosen event loop.
 
     ``auto`` takes uvloop when it is installed (its C transports cut the CPU and the
     wake-up latency of every message on the bus; docs/performance.md) and asyncio's own
     loop otherwise; ``uvloop`` insists on it; ``asyncio`` never uses it.
+
+    ``eager_tasks``: the coroutine installs asyncio's eager task factory (mitmproxy's
+    master does). Some pairs of uvloop and CPython cannot run it (below); then ``auto``
+    takes asyncio's loop and says so, and ``uvloop`` is refused with the reason.
     """
     if event_loop != "asyncio":
         try:
@@ -58,14 +64,50 @@ def run_forever(main: Coroutine[Any, Any, Any], event_loop: str = "auto") -> Any
         except ImportError:
             if event_loop == "uvloop":
                 main.close()
-                from services.common.settings import SettingsError
-
-                raise SettingsError(
-                    [("TFW_EVENT_LOOP", "'uvloop'", "uvloop is not installed (pip install uvloop)")]
-                ) from None
+                _refuse_uvloop("uvloop is not installed (pip install uvloop)")
         else:
-            return asyncio.run(main, loop_factory=uvloop.new_event_loop)
+            if not eager_tasks or runs_eager_tasks(uvloop.new_event_loop):
+                return asyncio.run(main, loop_factory=uvloop.new_event_loop)
+            why = (
+                f"uvloop {uvloop.__version__} cannot run asyncio's eager task factory on "
+                f"Python {sys.version.split()[0]} (it passes eager_start, which CPython "
+                "3.13.0 to 3.13.2 refuse): use Python 3.12 or 3.13.3 and newer"
+            )
+            if event_loop == "uvloop":
+                main.close()
+                _refuse_uvloop(why + ", or TFW_EVENT_LOOP=asyncio")
+            log.warning("%s; running on asyncio's own event loop instead", why)
     return asyncio.run(main)
+
+
+def runs_eager_tasks(new_loop: Callable[[], asyncio.AbstractEventLoop]) -> bool:
+    """Whether a loop made by ``new_loop`` can start a task through asyncio's eager task
+    factory. uvloop 0.23 hands every task factory an ``eager_start`` argument, which the
+    factory of CPython 3.13.0 to 3.13.2 refuses: mitmproxy's master would then die on
+    its first task."""
+    loop = new_loop()
+    try:
+        loop.set_task_factory(asyncio.eager_task_factory)
+        probe = _nothing()
+        try:
+            task = loop.create_task(probe)
+        except TypeError:
+            probe.close()
+            return False
+        loop.run_until_complete(task)
+        return True
+    finally:
+        loop.close()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _refuse_uvloop(why: str) -> NoReturn:
+    from services.common.settings import SettingsError
+
+    raise SettingsError([("TFW_EVENT_LOOP", "'uvloop'", why)]) from None
 
 
 def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:

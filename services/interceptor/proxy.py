@@ -114,7 +114,8 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format, "interceptor")
     try:
-        run_forever(serve(settings), settings.event_loop)
+        # mitmproxy's master installs asyncio's eager task factory.
+        run_forever(serve(settings), settings.event_loop, eager_tasks=True)
     except SettingsError as exc:
         print(f"interceptor: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,60 @@ async def _loop_name() -> str:
     import asyncio
 
     return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
+def _loop_refusing_eager_start() -> asyncio.AbstractEventLoop:
+    """A loop that hands every task factory ``eager_start``, as uvloop 0.23 does; the
+    eager factory of CPython 3.13.0 to 3.13.2 refuses that argument."""
+
+    class Loop(asyncio.SelectorEventLoop):
+        def create_task(self, coro, *, name=None, context=None):  # type: ignore[no-untyped-def]
+            factory = self.get_task_factory()
+            if factory is not None:
+                if factory is asyncio.eager_task_factory:
+                    raise TypeError("factory() got an unexpected keyword argument 'eager_start'")
+                return factory(self, coro, eager_start=None)
+            return super().create_task(coro, name=name, context=context)
+
+    return Loop()
+
+
+def test_an_event_loop_that_cannot_run_eager_tasks_is_found_before_the_proxy_starts() -> None:
+    import uvloop
+
+    from services.common.ops import runs_eager_tasks
+
+    assert runs_eager_tasks(asyncio.new_event_loop) is True
+    assert runs_eager_tasks(uvloop.new_event_loop) is (
+        not ((3, 13, 0) <= sys.version_info[:3] < (3, 13, 3))
+    )
+    assert runs_eager_tasks(_loop_refusing_eager_start) is False
+
+
+def test_the_proxy_takes_asyncios_loop_when_uvloop_cannot_run_its_eager_tasks(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvloop
+
+    from services.common.ops import run_forever
+
+    monkeypatch.setattr(uvloop, "new_event_loop", _loop_refusing_eager_start)
+    # Only a process that installs the eager factory (mitmproxy's master) needs it.
+    assert run_forever(_loop_class(), "auto") == "Loop"
+    with caplog.at_level(logging.WARNING, logger="services.common.ops"):
+        assert run_forever(_loop_class(), "auto", eager_tasks=True) == "_UnixSelectorEventLoop"
+    assert "cannot run asyncio's eager task factory" in caplog.text
+    assert "running on asyncio's own event loop instead" in caplog.text
+
+    async def never() -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(SettingsError) as caught:
+        run_forever(never(), "uvloop", eager_tasks=True)
+    shown = str(caught.value)
+    assert "TFW_EVENT_LOOP='uvloop'" in shown
+    assert "3.13.0 to 3.13.2" in shown and "TFW_EVENT_LOOP=asyncio" in shown
+
+
+async def _loop_class() -> str:
+    return type(asyncio.get_running_loop()).__name__

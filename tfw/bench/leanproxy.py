@@ -29,4 +29,4 @@ if __name__ == "__main__":
     # The interceptor's own event loop choice, so the baseline differs from the
     # firewall by the firewall addon only.
     settings = InterceptorSettings.load()
-    run_forever(serve(settings), settings.event_loop)
+    run_forever(serve(settings), settings.event_loop, eager_tasks=True)
