@@ -105,6 +105,9 @@ def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
             ),
             critical=True,
         )
+        # Key identifiers: clients that verify strictly (Python 3.13's default context
+        # does) refuse a chain without them.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
@@ -124,6 +127,10 @@ def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     ca_file = directory / "nats-ca.pem"

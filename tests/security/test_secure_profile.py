@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import nats
@@ -24,7 +25,7 @@ from tests.support.tokens import skypetoken
 from tests.support.upstream import RecordingUpstream
 from tests.support.walls import ALICE, EDIT, PARTNER, RULES
 from tfw.commands.up import start_stack
-from tfw.secure import SecureNats, accounts_for_prefix
+from tfw.secure import SecureNats, accounts_for_prefix, make_tls_files
 from tfw.stack import Stack, free_port
 
 pytestmark = pytest.mark.e2e
@@ -204,3 +205,36 @@ def test_the_secure_profile_without_a_rule_file_is_refused_before_starting_anyth
     assert done.returncode == 2
     assert "--secure needs --rules FILE" in done.stderr
     assert not data.exists()
+
+
+def test_the_local_certificates_pass_strict_x509_verification(tmp_path: Path) -> None:
+    """Clients that verify strictly (Python 3.13's default context sets
+    VERIFY_X509_STRICT) need key identifiers in the chain; without them every service
+    of the secure profile was refused by its own NATS."""
+    ca, cert, key = make_tls_files(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=str(ca))
+    client.verify_flags |= ssl.VERIFY_X509_STRICT
+    client_in, client_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server_in, server_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    sides = {
+        "client": client.wrap_bio(client_in, client_out, server_hostname="127.0.0.1"),
+        "server": server.wrap_bio(server_in, server_out, server_side=True),
+    }
+    done: set[str] = set()
+    for _ in range(10):  # a handshake takes a few flights
+        for name, side in sides.items():
+            if name not in done:
+                try:
+                    side.do_handshake()
+                    done.add(name)
+                except ssl.SSLWantReadError:
+                    pass
+            server_in.write(client_out.read())
+            client_in.write(server_out.read())
+        if done == set(sides):
+            break
+    assert done == {"client", "server"}
+    subject = dict(field[0] for field in sides["client"].getpeercert()["subject"])
+    assert subject["commonName"] == "127.0.0.1"
