@@ -47,6 +47,11 @@ def _ours_running() -> set[int]:
     return found
 
 
+def _line_with(stdout: str, text: str) -> str:
+    """The first line of the run's output that holds ``text``."""
+    return next(line for line in stdout.splitlines() if text in line)
+
+
 @pytest.fixture(scope="module")
 def running_before() -> set[int]:
     return _ours_running()
@@ -78,7 +83,7 @@ def test_every_send_of_the_allowed_mix_went_the_whole_way(
     firewall = next(line for line in stdout.splitlines() if line.strip().startswith("firewall:"))
     assert re.search(r"statuses 201×\d+;", firewall), firewall
     assert "errors 0" in firewall
-    verdicts = next(line for line in stdout.splitlines() if "firewall verdicts:" in line)
+    verdicts = _line_with(stdout, "firewall verdicts:")
     assert re.search(r"\d+ allowed, 0 blocked", verdicts), verdicts
     audit = figures["audit"]
     assert audit["decided"] > 0
@@ -98,7 +103,7 @@ def test_the_archive_caught_up_and_was_measured_beside_the_proxy(
     beside = figures["beside_archive"]
     assert beside["caught_up_after_s"] is not None
     assert beside["firewall"] > 0 and beside["stock"] > 0
-    shown = next(line for line in stdout.splitlines() if "not a target:" in line)
+    shown = _line_with(stdout, "not a target:")
     assert f"{beside['ratio']:.2f}× stock" in shown
 
 
@@ -151,8 +156,7 @@ def test_item_2_shows_each_rounds_own_added_p50(tiny_run: tuple[str, dict[str, A
     stdout, figures = tiny_run
     rounds = figures["latency_added_ms"]["rounds_p50"]
     assert len(rounds) == 1  # the tiny size runs one round
-    shown = next(line for line in stdout.splitlines() if "each round's own added p50" in line)
-    assert f"{rounds[0]:+.2f} ms" in shown
+    assert f"{rounds[0]:+.2f} ms" in _line_with(stdout, "each round's own added p50")
 
 
 def test_the_bus_is_calibrated_against_the_issues_reference(
@@ -165,7 +169,7 @@ def test_the_bus_is_calibrated_against_the_issues_reference(
     assert 0 < bus["paced_p50_ms"] <= bus["paced_p99_ms"]
     assert bus["client_cpu_us"] > 0
     assert figures["machine"]["request_reply_ms"] == bus["p50_ms"]
-    shown = next(line for line in stdout.splitlines() if "this machine's bus:" in line)
+    shown = _line_with(stdout, "this machine's bus:")
     assert f"took {bus['p50_ms']:.2f} ms p50" in shown and "reference's 0.4 ms" in shown
 
 
