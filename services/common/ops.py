@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -66,12 +66,26 @@ def run_forever(
                 main.close()
                 _refuse_uvloop("uvloop is not installed (pip install uvloop)")
         else:
-            if not eager_tasks or runs_eager_tasks(uvloop.new_event_loop):
+            if not eager_tasks:
+                return asyncio.run(main, loop_factory=uvloop.new_event_loop)
+            try:
+                start, problem = eager_task_start(uvloop.new_event_loop)
+            except BaseException:
+                main.close()
+                raise
+            if start == "lazy":
+                log.info(
+                    "uvloop %s starts tasks on the next loop turn on Python %s, not at once "
+                    "as asked (it passes eager_start=None): correct, only less eager",
+                    uvloop.__version__,
+                    _python(),
+                )
+            if start != "refused":
                 return asyncio.run(main, loop_factory=uvloop.new_event_loop)
             why = (
                 f"uvloop {uvloop.__version__} cannot run asyncio's eager task factory on "
-                f"Python {sys.version.split()[0]} (it passes eager_start, which CPython "
-                "3.13.0 to 3.13.2 refuse): use Python 3.12 or 3.13.3 and newer"
+                f"Python {_python()} ({problem}; CPython 3.13.0 to 3.13.2 refuse the "
+                "eager_start argument uvloop passes): use Python 3.12 or 3.13.3 and newer"
             )
             if event_loop == "uvloop":
                 main.close()
@@ -80,24 +94,45 @@ def run_forever(
     return asyncio.run(main)
 
 
-def runs_eager_tasks(new_loop: Callable[[], asyncio.AbstractEventLoop]) -> bool:
-    """Whether a loop made by ``new_loop`` can start a task through asyncio's eager task
-    factory. uvloop 0.23 hands every task factory an ``eager_start`` argument, which the
-    factory of CPython 3.13.0 to 3.13.2 refuses: mitmproxy's master would then die on
-    its first task."""
+EagerStart = Literal["eager", "lazy", "refused"]
+
+
+def eager_task_start(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> tuple[EagerStart, str]:
+    """How a loop made by ``new_loop`` starts a task once asyncio's eager task factory
+    is installed, as mitmproxy's master installs it on the running loop: ``eager`` (at
+    once), ``lazy`` (on the next turn: correct, as uvloop 0.23 does on CPython 3.13.3
+    and newer) or ``refused`` (the factory raised, with the error's text: uvloop 0.23
+    on CPython 3.13.0 to 3.13.2, where mitmproxy's master would die on its first
+    task)."""
+
+    async def probe() -> EagerStart:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)
+        coro = _nothing()
+        try:
+            task = loop.create_task(coro)
+        except BaseException:
+            coro.close()
+            raise
+        finally:
+            loop.set_task_factory(None)
+        started = task.done()
+        await task
+        return "eager" if started else "lazy"
+
     loop = new_loop()
     try:
-        loop.set_task_factory(asyncio.eager_task_factory)
-        probe = _nothing()
-        try:
-            task = loop.create_task(probe)
-        except TypeError:
-            probe.close()
-            return False
-        loop.run_until_complete(task)
-        return True
+        return loop.run_until_complete(probe()), ""
+    except TypeError as exc:
+        return "refused", str(exc)[:200]
     finally:
         loop.close()
+
+
+def _python() -> str:
+    return sys.version.split()[0]
 
 
 async def _nothing() -> None:

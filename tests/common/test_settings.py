@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -115,26 +117,43 @@ def _loop_refusing_eager_start() -> asyncio.AbstractEventLoop:
 
     class Loop(asyncio.SelectorEventLoop):
         def create_task(self, coro, *, name=None, context=None):  # type: ignore[no-untyped-def]
-            factory = self.get_task_factory()
-            if factory is not None:
-                if factory is asyncio.eager_task_factory:
-                    raise TypeError("factory() got an unexpected keyword argument 'eager_start'")
-                return factory(self, coro, eager_start=None)
+            if self.get_task_factory() is asyncio.eager_task_factory:
+                raise TypeError("factory() got an unexpected keyword argument 'eager_start'")
             return super().create_task(coro, name=name, context=context)
 
     return Loop()
 
 
-def test_an_event_loop_that_cannot_run_eager_tasks_is_found_before_the_proxy_starts() -> None:
+def _loop_starting_tasks_lazily() -> asyncio.AbstractEventLoop:
+    """A loop that accepts the eager factory but starts tasks on the next turn, as
+    uvloop 0.23 does on CPython 3.13.3 and newer (it passes eager_start=None)."""
+
+    class Loop(asyncio.SelectorEventLoop):
+        def create_task(self, coro, *, name=None, context=None):  # type: ignore[no-untyped-def]
+            return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    return Loop()
+
+
+def _loop_starting_tasks_eagerly() -> asyncio.AbstractEventLoop:
+    class Loop(asyncio.SelectorEventLoop):
+        pass
+
+    return Loop()
+
+
+def test_how_a_loop_starts_eager_tasks_is_found_before_the_proxy_starts() -> None:
     import uvloop
 
-    from services.common.ops import runs_eager_tasks
+    from services.common.ops import eager_task_start
 
-    assert runs_eager_tasks(asyncio.new_event_loop) is True
-    assert runs_eager_tasks(uvloop.new_event_loop) is (
-        not ((3, 13, 0) <= sys.version_info[:3] < (3, 13, 3))
-    )
-    assert runs_eager_tasks(_loop_refusing_eager_start) is False
+    assert eager_task_start(asyncio.new_event_loop) == ("eager", "")
+    assert eager_task_start(_loop_starting_tasks_eagerly) == ("eager", "")
+    assert eager_task_start(_loop_starting_tasks_lazily) == ("lazy", "")
+    start, problem = eager_task_start(_loop_refusing_eager_start)
+    assert start == "refused" and "unexpected keyword argument 'eager_start'" in problem
+    if sys.version_info[:2] == (3, 12):  # uvloop passes eager_start from 3.13 on only
+        assert eager_task_start(uvloop.new_event_loop) == ("eager", "")
 
 
 def test_the_proxy_takes_asyncios_loop_when_uvloop_cannot_run_its_eager_tasks(
@@ -150,16 +169,39 @@ def test_the_proxy_takes_asyncios_loop_when_uvloop_cannot_run_its_eager_tasks(
     with caplog.at_level(logging.WARNING, logger="services.common.ops"):
         assert run_forever(_loop_class(), "auto", eager_tasks=True) == "_UnixSelectorEventLoop"
     assert "cannot run asyncio's eager task factory" in caplog.text
+    assert "unexpected keyword argument 'eager_start'" in caplog.text
     assert "running on asyncio's own event loop instead" in caplog.text
 
-    async def never() -> None:
-        raise AssertionError("must not run")
-
+    never = _never()
     with pytest.raises(SettingsError) as caught:
-        run_forever(never(), "uvloop", eager_tasks=True)
+        run_forever(never, "uvloop", eager_tasks=True)
     shown = str(caught.value)
     assert "TFW_EVENT_LOOP='uvloop'" in shown
     assert "3.13.0 to 3.13.2" in shown and "TFW_EVENT_LOOP=asyncio" in shown
+    assert inspect.getcoroutinestate(never) == inspect.CORO_CLOSED
+
+
+@pytest.mark.parametrize(
+    "new_loop", [_loop_starting_tasks_eagerly, _loop_starting_tasks_lazily]
+)
+def test_uvloop_is_kept_when_it_runs_the_eager_factory_eagerly_or_lazily(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    import uvloop
+
+    from services.common.ops import run_forever
+
+    monkeypatch.setattr(uvloop, "new_event_loop", new_loop)
+    with caplog.at_level(logging.WARNING, logger="services.common.ops"):
+        assert run_forever(_loop_class(), "auto", eager_tasks=True) == "Loop"
+        assert run_forever(_loop_class(), "uvloop", eager_tasks=True) == "Loop"
+    assert caplog.text == ""
+
+
+async def _never() -> None:
+    raise AssertionError("must not run")
 
 
 async def _loop_class() -> str:

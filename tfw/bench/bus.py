@@ -63,20 +63,25 @@ async def calibrate(nats_url: str, subject: str, count: int) -> Calibration:
     """Start the responder, time ``count`` request-replies each way, stop it."""
     echo = Proc([sys.executable, "-m", "tfw.bench.echo", "--nats", nats_url,
                  "--subject", subject])
-    nc = NATS()
     try:
-        await nc.connect(nats_url, connect_timeout=5)
-        await _until_answered(nc, subject, echo)
-        for _ in range(max(count // 10, 5)):  # warm both sides
-            await nc.request(subject, PAYLOAD, timeout=REQUEST_TIMEOUT_S)
-        started = time.process_time()
-        back_to_back = await _timed(nc, subject, count, 0.0)
-        cpu_us = (time.process_time() - started) / count * 1e6
-        paced = await _timed(nc, subject, count, PACE_S)
-        return Calibration(back_to_back, paced, cpu_us)
+        nc = NATS()
+        try:
+            # No reconnection: a server that is gone fails the calibration at once.
+            await nc.connect(nats_url, connect_timeout=5, allow_reconnect=False)
+            await _until_answered(nc, subject, echo)
+            for _ in range(max(count // 10, 5)):  # warm both sides
+                await nc.request(subject, PAYLOAD, timeout=REQUEST_TIMEOUT_S)
+            # The CPU of the thread that runs the event loop: the client's side of each
+            # request-reply (nats-py and the loop), not the bench's other threads.
+            started = time.thread_time()
+            back_to_back = await _timed(nc, subject, count, 0.0)
+            cpu_us = (time.thread_time() - started) / count * 1e6
+            paced = await _timed(nc, subject, count, PACE_S)
+            return Calibration(back_to_back, paced, cpu_us)
+        finally:
+            if nc.is_connected:
+                await nc.close()
     finally:
-        if nc.is_connected:
-            await nc.close()
         echo.stop()
 
 

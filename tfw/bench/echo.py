@@ -10,13 +10,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 
 import nats
 from nats.aio.msg import Msg
 
 
 async def serve(url: str, subject: str) -> None:
-    nc = await nats.connect(url, connect_timeout=5)
+    """Answer until stopped, or until the connection is lost (the responder never
+    outlives the bench's nats-server)."""
+    lost = asyncio.Event()
+
+    async def closed() -> None:
+        lost.set()
+
+    nc = await nats.connect(
+        url, connect_timeout=5, allow_reconnect=False, closed_cb=closed, disconnected_cb=closed
+    )
 
     async def answer(msg: Msg) -> None:
         await msg.respond(msg.data)
@@ -25,9 +35,10 @@ async def serve(url: str, subject: str) -> None:
     await nc.flush()
     print("ready", flush=True)
     try:
-        await asyncio.Event().wait()
+        await lost.wait()
     finally:
-        await nc.close()
+        if not nc.is_closed:
+            await nc.close()
 
 
 def main() -> None:
@@ -38,8 +49,10 @@ def main() -> None:
 
     from services.common.ops import run_forever
 
+    # The services' event loop (TFW_EVENT_LOOP, inherited from the bench), so one hop
+    # here costs what a hop costs them.
     with contextlib.suppress(KeyboardInterrupt):
-        run_forever(serve(args.nats, args.subject))
+        run_forever(serve(args.nats, args.subject), os.environ.get("TFW_EVENT_LOOP", "auto"))
 
 
 if __name__ == "__main__":

@@ -248,6 +248,7 @@ class Report:
         figures = found.figures()
         self.line(f"  back to back          p50 {figures['p50_ms']:5.2f} ms  p99 "
                   f"{figures['p99_ms']:5.2f} ms  client CPU {figures['client_cpu_us']:.0f} µs "
+                  "(its event-loop thread) "
                   f"(n={figures['requests']:.0f})")
         self.line(f"  1 ms between requests p50 {figures['paced_p50_ms']:5.2f} ms  p99 "
                   f"{figures['paced_p99_ms']:5.2f} ms  (processes that slept run cold)")
