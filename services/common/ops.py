@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import platform
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -66,27 +67,13 @@ def run_forever(
                 main.close()
                 _refuse_uvloop("uvloop is not installed (pip install uvloop)")
         else:
-            if not eager_tasks:
-                return asyncio.run(main, loop_factory=uvloop.new_event_loop)
             try:
-                start, problem = eager_task_start(uvloop.new_event_loop)
+                why = _eager_task_problem(uvloop) if eager_tasks else None
             except BaseException:
                 main.close()
                 raise
-            if start == "lazy":
-                log.info(
-                    "uvloop %s starts tasks on the next loop turn on Python %s, not at once "
-                    "as asked (it passes eager_start=None): correct, only less eager",
-                    uvloop.__version__,
-                    _python(),
-                )
-            if start != "refused":
+            if why is None:
                 return asyncio.run(main, loop_factory=uvloop.new_event_loop)
-            why = (
-                f"uvloop {uvloop.__version__} cannot run asyncio's eager task factory on "
-                f"Python {_python()} ({problem}; CPython 3.13.0 to 3.13.2 refuse the "
-                "eager_start argument uvloop passes): use Python 3.12 or 3.13.3 and newer"
-            )
             if event_loop == "uvloop":
                 main.close()
                 _refuse_uvloop(why + ", or TFW_EVENT_LOOP=asyncio")
@@ -131,8 +118,24 @@ def eager_task_start(
         loop.close()
 
 
-def _python() -> str:
-    return sys.version.split()[0]
+def _eager_task_problem(uvloop: Any) -> str | None:
+    """Why uvloop cannot run asyncio's eager task factory here, or None when it can
+    (a lazy start is correct, and said once)."""
+    start, problem = eager_task_start(uvloop.new_event_loop)
+    if start == "lazy":
+        log.info(
+            "uvloop %s starts tasks on the next loop turn on Python %s, not at once "
+            "as asked (it passes eager_start=None): correct, only less eager",
+            uvloop.__version__,
+            platform.python_version(),
+        )
+    if start != "refused":
+        return None
+    return (
+        f"uvloop {uvloop.__version__} cannot run asyncio's eager task factory on "
+        f"Python {platform.python_version()} ({problem}; CPython 3.13.0 to 3.13.2 refuse "
+        "the eager_start argument uvloop passes): use Python 3.12 or 3.13.3 and newer"
+    )
 
 
 async def _nothing() -> None:
