@@ -2,8 +2,12 @@
 
 A :class:`BusService` connects with reconnect, serves health and metrics, runs until
 SIGTERM or SIGINT, then drains its subscriptions (finishing messages in hand) before
-closing. :func:`main` wraps that for ``python -m services.<name>``: a bad setting
-prints the key, the value and the reason and exits 2.
+closing. Requests it serves with :meth:`BusService.serve` are handled side by side
+(:class:`Handlers`): nats-py awaits a subscription's callback before it hands over the
+next message, so one slow request would otherwise hold every other.
+
+:func:`main` wraps that for ``python -m services.<name>``: a bad setting prints the
+key, the value and the reason and exits 2.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from prometheus_client import Counter, Gauge
 
@@ -98,16 +104,73 @@ def decision_stream_config(
     )
 
 
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+class Handlers:
+    """The requests of a service in hand, each handled in a task of its own, at most
+    ``limit`` at once.
+
+    A request whose answer waits (a lookup in Teams, a store or JetStream slow to
+    answer) holds only itself. When ``limit`` are in hand the subscription waits for
+    one to finish, and nats-py keeps what arrives meanwhile in its pending queue (up to
+    its limits; beyond them the requester times out and applies its fail mode). Each
+    task starts at once, in the subscription's own turn of the event loop, so a request
+    that never waits costs no extra turn.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._in_hand: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._in_hand)
+
+    def of(self, handler: Handler) -> Handler:
+        """The subscription callback that hands each message to ``handler``."""
+
+        async def take(msg: Msg) -> None:
+            await self._slots.acquire()
+            task = asyncio.Task(
+                self._handle(handler, msg), loop=asyncio.get_running_loop(), eager_start=True
+            )
+            if not task.done():
+                self._in_hand.add(task)
+                task.add_done_callback(self._in_hand.discard)
+
+        return take
+
+    async def _handle(self, handler: Handler, msg: Msg) -> None:
+        try:
+            await handler(msg)
+        except Exception:
+            # Handlers answer their own failures; this is one that escaped them.
+            log.exception("handling a message on %s failed", msg.subject)
+        finally:
+            self._slots.release()
+
+    async def finish(self) -> None:
+        """Wait until every request in hand has been handled."""
+        while self._in_hand:
+            await asyncio.wait(list(self._in_hand))
+
+    def cancel(self) -> None:
+        for task in self._in_hand:
+            task.cancel()
+
+
 class BusService:
     """Base of the resolver, decider and audit services."""
 
     name = "service"
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, max_in_flight: int = 1) -> None:
         self.settings = settings
         self.subjects = Subjects(settings.subject_prefix)
         self.health = HealthServer(settings.http_host, settings.http_port)
         self.nc: NATS | None = None
+        self.handlers = Handlers(max_in_flight)
+        self._served: list[Subscription] = []
         self._stopping = asyncio.Event()
         self.health.add_check("nats", lambda: self.nc is not None and self.nc.is_connected)
 
@@ -126,17 +189,36 @@ class BusService:
         settle_heap()
         log.info("%s ready", self.name)
 
+    async def serve(self, subject: str, queue: str, handler: Handler) -> None:
+        """Take requests on ``subject`` in queue group ``queue``, each handled by
+        ``handler`` beside the others (:class:`Handlers`)."""
+        assert self.nc is not None
+        subscription = await self.nc.subscribe(subject, queue=queue, cb=self.handlers.of(handler))
+        self._served.append(subscription)
+
     async def stop(self) -> None:
         log.info("%s draining", self.name)
         if self.nc is not None and not self.nc.is_closed:
             try:
-                await asyncio.wait_for(self.nc.drain(), self.settings.drain_timeout_s)
+                await asyncio.wait_for(self._drain(self.nc), self.settings.drain_timeout_s)
             except (TimeoutError, nats.errors.Error) as exc:
-                log.warning("drain did not finish cleanly: %s", exc)
+                log.warning(
+                    "drain did not finish cleanly (%s); %d request(s) in hand dropped",
+                    type(exc).__name__ if isinstance(exc, TimeoutError) else exc,
+                    len(self.handlers),
+                )
+                self.handlers.cancel()
                 await self.nc.close()
         await self.teardown()
         await self.health.stop()
         log.info("%s stopped", self.name)
+
+    async def _drain(self, nc: NATS) -> None:
+        """No new requests; those in hand answered; then the rest of the connection."""
+        for subscription in self._served:
+            await subscription.drain()
+        await self.handlers.finish()
+        await nc.drain()
 
     def request_stop(self) -> None:
         self._stopping.set()

@@ -69,11 +69,10 @@ class Decider(BusService):
     name = "decider"
 
     def __init__(self, settings: DeciderSettings) -> None:
-        super().__init__(settings)
+        super().__init__(settings, settings.max_in_flight)
         self.settings: DeciderSettings = settings
         self.rules: RuleSet | None = None
         self.js: JetStreamContext | None = None
-        self._limit = asyncio.Semaphore(settings.max_in_flight)
         self._listening = False
         # Whether the decision stream takes records: while it does not, no verdict goes
         # out before its record is stored (see the module's docstring).
@@ -101,7 +100,7 @@ class Decider(BusService):
         except TimeoutError:
             log.warning("rule bucket not read within 5 s; using the local rule file only")
         spawn(self.watch_record_path(), "decider-record-path")
-        await self.nc.subscribe(self.subjects.enriched, queue=QUEUE_DECIDER, cb=self.on_enriched)
+        await self.serve(self.subjects.enriched, QUEUE_DECIDER, self.on_enriched)
         # The server knows the subscription only once a round trip has passed.
         await self.nc.flush(timeout=max(1, int(self.settings.nats_connect_timeout_s)))
         self._listening = True
@@ -198,10 +197,6 @@ class Decider(BusService):
     async def on_enriched(self, msg: Msg) -> None:
         if not msg.reply:
             return
-        async with self._limit:
-            await self.handle(msg)
-
-    async def handle(self, msg: Msg) -> None:
         assert self.nc is not None and self.js is not None
         try:
             event = decode(EnrichedEvent, msg.data)

@@ -90,7 +90,7 @@ class Resolver(BusService):
     name = "resolver"
 
     def __init__(self, settings: ResolverSettings) -> None:
-        super().__init__(settings)
+        super().__init__(settings, settings.max_in_flight)
         self.settings: ResolverSettings = settings
         self.mongo: AsyncMongoClient[dict[str, Any]] | None = None
         if settings.mongodb_uri:
@@ -115,7 +115,6 @@ class Resolver(BusService):
         if not settings.lookups_enabled:
             log.warning("Teams lookups are off: context comes from the cache and observations")
         self.resolution = build_resolution(settings, self.mongo, self.client)
-        self._limit = asyncio.Semaphore(settings.max_in_flight)
         self._tasks: list[asyncio.Task[Any]] = []
         # Ready only once subscribed: connected alone would take requests nobody hears.
         self._subscribed = False
@@ -128,9 +127,7 @@ class Resolver(BusService):
     async def setup(self) -> None:
         assert self.nc is not None
         self._tasks.append(spawn(self.ensure_indexes(), "resolver-indexes"))
-        await self.nc.subscribe(
-            self.subjects.intercepted, queue=QUEUE_RESOLVER, cb=self.on_intercepted
-        )
+        await self.serve(self.subjects.intercepted, QUEUE_RESOLVER, self.on_intercepted)
         await self.nc.subscribe(self.subjects.observed, queue=QUEUE_RESOLVER, cb=self.on_observed)
         self._tasks.append(
             spawn(
@@ -201,10 +198,6 @@ class Resolver(BusService):
     async def on_intercepted(self, msg: Msg) -> None:
         if not msg.reply:
             return
-        async with self._limit:
-            await self.handle(msg)
-
-    async def handle(self, msg: Msg) -> None:
         assert self.nc is not None
         started = time.perf_counter()
         try:

@@ -108,6 +108,83 @@ async def test_an_intercepted_send_comes_out_enriched_without_its_tokens(
     assert headers["authentication"].split("=", 1)[1] not in payload
 
 
+async def _events_in_order(bus: NATS, requests: list[InterceptedRequest]) -> list[EnrichedEvent]:
+    """Publish the requests one after the other; their events as they reach the decider."""
+    ids = {r.id for r in requests}
+    arrived: list[EnrichedEvent] = []
+    all_in = asyncio.Event()
+
+    async def on_event(msg: nats.aio.msg.Msg) -> None:
+        event = decode(EnrichedEvent, msg.data)
+        if event.id in ids:
+            arrived.append(event)
+            if len(arrived) == len(ids):
+                all_in.set()
+
+    subscription = await bus.subscribe(SUBJECTS.enriched, cb=on_event)
+    try:
+        for request in requests:
+            await bus.publish(SUBJECTS.intercepted, encode(request), reply=bus.new_inbox())
+            await bus.flush()
+        await asyncio.wait_for(all_in.wait(), 20)
+    finally:
+        await subscription.unsubscribe()
+    return arrived
+
+
+async def test_a_conversation_teams_is_slow_to_look_up_holds_no_other_request(
+    resolver: TeamsSimulator, org: Org, bus: NATS
+) -> None:
+    """One user's cold conversation waits on Teams; everyone else's messages go on."""
+    await bus.publish(SUBJECTS.observed, encode(sign_in(org.accounts["bob"])))
+    await bus.flush()
+    warm = org.conversations["grp-client"].id
+    headers = auth_headers(org.accounts["bob"])
+    cold = f"19:slow{secrets.token_hex(4)}@thread.v2"
+    released = resolver.hold(cold)
+    try:
+        slow = intercepted("POST", f"{LEGACY}/{cold}/messages", headers, {"messagetype": "Text"})
+        quick = intercepted("POST", f"{LEGACY}/{warm}/messages", headers, {"messagetype": "Text"})
+        arrived = await _events_in_order(bus, [slow, quick])
+    finally:
+        released.set()
+    assert [event.id for event in arrived] == [quick.id, slow.id]
+    # The slow one still comes out, marked for the decider's fail mode.
+    assert arrived[1].context.source is ContextSource.UNRESOLVED
+
+
+async def test_a_stopped_resolver_first_answers_the_requests_in_hand(
+    infra: Stack, org: Org, tmp_path: Path, bus: NATS
+) -> None:
+    prefix = "tstop" + secrets.token_hex(3)
+    subjects = Subjects(prefix)
+    cold = f"19:stop{secrets.token_hex(4)}@thread.v2"
+    stack = Stack(tmp_path, log=infra.log, nats_url=infra.nats_url)
+    with TeamsSimulator(org) as sim, stack:
+        released = sim.hold(cold)
+        try:
+            process = stack.start_service(
+                "resolver", {"TFW_SUBJECT_PREFIX": prefix, "TFW_TEAMS_REDIRECT": sim.url}
+            )
+            headers = auth_headers(org.accounts["bob"])
+            request = intercepted("POST", f"{LEGACY}/{cold}/messages", headers, {})
+            got: asyncio.Future[EnrichedEvent] = asyncio.get_running_loop().create_future()
+
+            async def on_event(msg: nats.aio.msg.Msg) -> None:
+                if not got.done():
+                    got.set_result(decode(EnrichedEvent, msg.data))
+
+            await bus.subscribe(subjects.enriched, cb=on_event)
+            await bus.publish(subjects.intercepted, encode(request), reply=bus.new_inbox())
+            await bus.flush()
+            await asyncio.sleep(0.3)  # in hand, waiting on Teams
+            code = await asyncio.to_thread(stack.stop_process, process)
+        finally:
+            released.set()
+        assert code == 0
+        assert got.done() and got.result().id == request.id
+
+
 async def test_a_malformed_request_is_answered_with_a_typed_error(
     resolver: TeamsSimulator, bus: NATS
 ) -> None:

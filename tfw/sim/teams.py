@@ -15,6 +15,8 @@ Usage from Python (tests, the resolver's lookups)::
         sim.rate_limit(2, retry_after_s=1)    # the next 2 requests get 429 + Retry-After
         sim.switches.federated_bare_array = True   # fetchFederated answers a bare array
         sim.hide_thread("19:…@thread.v2")           # that thread now answers 404
+        held = sim.hold("19:…@thread.v2")  # requests naming it wait, as a slow Teams does,
+        held.set()                         # until released (or HOLD_LIMIT_S)
     # sim.stop() when not used as a context manager.
 
 Tokens are read from their claims, never verified; an expired ``exp`` is always 401.
@@ -37,6 +39,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from urllib.parse import unquote
 
 from tfw.sim.org import Org, OrgError, load_org
 from tfw.sim.routes import SimRequest, SimResponse, Switches, TeamsService
@@ -47,6 +50,7 @@ HOST_PREFIX = "/_host/"
 MARKER_HEADER = "x-tfw-replay-id"  # set by the client simulator to find its requests
 MAX_BODY_BYTES = 64 * 1024 * 1024
 SOCKET_TIMEOUT_S = 30
+HOLD_LIMIT_S = 30.0  # a held request is answered after this long even if never released
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class TeamsSimulator:
         self.received: list[Received] = []
         self.calls: Counter[str] = Counter()
         self._record_lock = threading.Lock()
+        self._holds: dict[str, threading.Event] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -135,6 +140,23 @@ class TeamsSimulator:
         with self.service.lock:
             self.switches.hidden_threads.add(conversation_id)
 
+    def hold(self, fragment: str) -> threading.Event:
+        """Keep every request whose path names ``fragment`` (as sent, or percent-decoded)
+        waiting until the returned event is set, as a slow Teams would; each is answered
+        after :data:`HOLD_LIMIT_S` at the latest. Setting the event ends the hold."""
+        released = threading.Event()
+        with self._record_lock:
+            self._holds[fragment] = released
+        return released
+
+    def _wait_if_held(self, path: str) -> None:
+        with self._record_lock:
+            holds = [(f, e) for f, e in self._holds.items() if not e.is_set()]
+        plain = unquote(path)
+        for fragment, released in holds:
+            if fragment in path or fragment in plain:
+                released.wait(HOLD_LIMIT_S)
+
     # --- what it received --------------------------------------------------------------
 
     def record(self, entry: Received) -> None:
@@ -148,6 +170,7 @@ class TeamsSimulator:
 
     def answer(self, request: SimRequest) -> SimResponse:
         """Route one request, record it, and return the response."""
+        self._wait_if_held(request.path)
         endpoint, response = self.service.handle(request)
         self.record(
             Received(

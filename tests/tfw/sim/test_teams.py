@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -168,6 +169,20 @@ def test_an_unknown_or_hidden_thread_is_404(sim: TeamsSimulator, org: Org) -> No
     sim.hide_thread(org.conversations["grp-ops"].id)
     known = via(sim, f"{LEGACY}/v1/threads/{conv(org, 'grp-ops')}")
     assert httpx.get(known, headers=skype(org, "nora")).status_code == 404
+
+
+def test_a_held_thread_answers_only_once_released_and_others_meanwhile(
+    sim: TeamsSimulator, org: Org
+) -> None:
+    released = sim.hold(org.conversations["grp-ops"].id)
+    held_url = via(sim, f"{LEGACY}/v1/threads/{conv(org, 'grp-ops')}")
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(httpx.get, held_url, headers=skype(org, "nora"), timeout=10)
+        other = via(sim, f"{LEGACY}/v1/threads/{conv(org, 'pch-ops-risk')}")
+        assert httpx.get(other, headers=skype(org, "omar")).status_code == 403
+        assert not held.done()
+        released.set()
+        assert held.result(timeout=10).status_code == 200
 
 
 def test_an_expired_token_is_401(sim: TeamsSimulator, org: Org) -> None:
