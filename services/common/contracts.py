@@ -466,12 +466,22 @@ def decode[T: Contract](model: type[T], data: bytes) -> T:
     even in fields the model ignores), then pydantic validates. pydantic's own JSON
     parser would save a few microseconds but accepts all of those.
     """
+    return validate(model, parse(data))
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """The JSON object of a message (the first half of :func:`decode`)."""
     try:
         raw: Any = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ContractError("bad_json", f"not JSON at byte {exc.pos}") from None
     if not isinstance(raw, dict):
         raise ContractError("bad_shape", f"expected an object, got {type(raw).__name__}")
+    return raw
+
+
+def validate[T: Contract](model: type[T], raw: dict[str, Any]) -> T:
+    """A parsed message as ``model`` (the second half of :func:`decode`)."""
     version = raw.get("schema", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or type(version) is not int:
         raise ContractError("bad_schema", _schema_problem(model, version))

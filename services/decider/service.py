@@ -33,7 +33,6 @@ from services.common.contracts import (
     ContractError,
     Decision,
     DecisionRecord,
-    EnrichedEvent,
     RuleSetDocument,
     Verdict,
     block_body,
@@ -44,6 +43,7 @@ from services.common.contracts import (
 from services.common.ops import spawn
 from services.common.settings import SettingsError
 from services.decider.decide import decide
+from services.decider.intake import Intake
 from services.decider.legacy import LegacyError, import_xml
 from services.decider.rules import RuleError, RuleSet, compile_rules
 from services.decider.settings import DeciderSettings
@@ -73,6 +73,7 @@ class Decider(BusService):
         self.settings: DeciderSettings = settings
         self.rules: RuleSet | None = None
         self.js: JetStreamContext | None = None
+        self.intake = Intake()
         self._listening = False
         # Whether the decision stream takes records: while it does not, no verdict goes
         # out before its record is stored (see the module's docstring).
@@ -199,7 +200,7 @@ class Decider(BusService):
             return
         assert self.nc is not None and self.js is not None
         try:
-            event = decode(EnrichedEvent, msg.data)
+            event = self.intake.decode(msg.data)
         except ContractError as exc:
             ERRORS.labels(exc.code).inc()
             log.warning("bad enriched event: %s", exc)
