@@ -27,9 +27,10 @@ from typing import Any
 import orjson
 from pymongo import AsyncMongoClient
 
-from services.common.contracts import InterceptedRequest, Observation, encode, new_decision_id
+from services.common.contracts import InterceptedRequest, Observation, new_decision_id
 from services.resolver.context import Conversations
 from services.resolver.observe import Learner
+from services.resolver.outbound import Outbound
 from services.resolver.people import People
 from services.resolver.resolve import Resolution
 from services.resolver.store import Store
@@ -100,11 +101,12 @@ def _percentiles(samples: list[float]) -> str:
 async def _warm(resolution: Resolution, request: InterceptedRequest, count: int) -> None:
     enrich: list[float] = []
     encoded: list[float] = []
+    outbound = Outbound()  # as the service writes its events
     for _ in range(count):
         started = time.perf_counter()
         event = await resolution.enrich(request)
         middle = time.perf_counter()
-        encode(event)
+        outbound.encode(event)
         enrich.append(middle - started)
         encoded.append(time.perf_counter() - middle)
     print(f"    enrich          {_percentiles(enrich)}")

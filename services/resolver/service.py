@@ -27,13 +27,13 @@ from services.common.contracts import (
     Observation,
     RuleSetDocument,
     decode,
-    encode,
     error_headers,
 )
 from services.common.ops import spawn
 from services.decider.rules import compile_rules
 from services.resolver.context import Conversations
 from services.resolver.observe import Learner
+from services.resolver.outbound import Outbound
 from services.resolver.people import People
 from services.resolver.resolve import Resolution
 from services.resolver.settings import ResolverSettings
@@ -115,6 +115,7 @@ class Resolver(BusService):
         if not settings.lookups_enabled:
             log.warning("Teams lookups are off: context comes from the cache and observations")
         self.resolution = build_resolution(settings, self.mongo, self.client)
+        self.outbound = Outbound()
         self._tasks: list[asyncio.Task[Any]] = []
         # Ready only once subscribed: connected alone would take requests nobody hears.
         self._subscribed = False
@@ -209,7 +210,7 @@ class Resolver(BusService):
             return
         try:
             event = await self.resolution.enrich(request)
-            payload = encode(event)
+            payload = self.outbound.encode(event)
         except Exception:
             ERRORS.labels("internal").inc()
             log.exception("enrichment failed", extra={"decision_id": request.id})
