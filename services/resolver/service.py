@@ -211,12 +211,29 @@ class Resolver(BusService):
         try:
             event = await self.resolution.enrich(request)
             payload = self.outbound.encode(event)
+            too_large = bool(self.nc.max_payload) and len(payload) > self.nc.max_payload
         except Exception:
             ERRORS.labels("internal").inc()
             log.exception("enrichment failed", extra={"decision_id": request.id})
             await self.nc.publish(
                 msg.reply, b"", headers=error_headers("internal", "resolver failed")
             )
+            return
+        if too_large:
+            # A conversation so large its event exceeds the server's max_payload: say so
+            # at once (the interceptor applies its fail mode) instead of letting the
+            # interceptor wait out its timeout.
+            ERRORS.labels("too_large").inc()
+            log.error(
+                "event of %d participants is %d bytes, over NATS max_payload (%d): "
+                "raise max_payload",
+                len(event.participants),
+                len(payload),
+                self.nc.max_payload,
+                extra={"decision_id": request.id},
+            )
+            detail = "the conversation is too large to send to the decider"
+            await self.nc.publish(msg.reply, b"", headers=error_headers("too_large", detail))
             return
         key = (event.action, event.context.source)
         counter = _EVENTS_BY.get(key)

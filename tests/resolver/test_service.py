@@ -185,6 +185,40 @@ async def test_a_stopped_resolver_first_answers_the_requests_in_hand(
         assert got.done() and got.result().id == request.id
 
 
+async def test_an_event_over_the_server_s_max_payload_is_refused_at_once(
+    infra: Stack, org: Org, tmp_path: Path
+) -> None:
+    """The 1,203-member team's event (about 340 KB) on a server that takes 64 KB."""
+    config = tmp_path / "small.conf"
+    config.write_text("max_payload: 65536\njetstream {\n  max_file_store: 1TB\n}\n")
+    stack = Stack(tmp_path, log=infra.log)
+    with TeamsSimulator(org) as sim, stack:
+        url = stack.start_nats(extra=["-c", str(config)])
+        prefix = "tbig" + secrets.token_hex(3)
+        subjects = Subjects(prefix)
+        stack.start_service(
+            "resolver", {"TFW_SUBJECT_PREFIX": prefix, "TFW_TEAMS_REDIRECT": sim.url}
+        )
+        client = await nats.connect(url)
+        try:
+            alice = org.accounts["alice"]
+            await client.publish(subjects.observed, encode(sign_in(alice)))
+            team = org.conversations["team-all-hands"].id
+            for _ in range(20):  # until the sign-in is learnt and the team resolved
+                request = intercepted("POST", f"{LEGACY}/{team}/messages", auth_headers(alice), {})
+                try:
+                    reply = await client.request(subjects.intercepted, encode(request), timeout=3)
+                except nats.errors.TimeoutError:  # unresolved: small, went to the decider
+                    continue
+                assert reply.headers is not None
+                assert reply.headers[ERROR_CODE_HEADER] == "too_large"
+                break
+            else:
+                pytest.fail("the resolver never answered too_large")
+        finally:
+            await client.drain()
+
+
 async def test_a_malformed_request_is_answered_with_a_typed_error(
     resolver: TeamsSimulator, bus: NATS
 ) -> None:
