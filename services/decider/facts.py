@@ -6,8 +6,10 @@ a rule set that never looks at participants never pays for a 1,200-member team.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from functools import lru_cache
+from operator import is_
 from zoneinfo import ZoneInfo
 
 from services.common.contracts import (
@@ -267,8 +269,31 @@ def principals_of(people: list[Participant]) -> tuple[Principal, ...]:
     """The principals of a conversation's people, kept by every name of every person:
     the same conversations recur, and one lookup costs less than one per person."""
     if len(people) > MAX_KEPT_PEOPLE:
-        return tuple([_participant(p) for p in people])
+        return _large_roster(people)
     return _principals(tuple([(p.mri, p.email, p.upn, p.tenant_id, p.external) for p in people]))
+
+
+# Larger rosters are kept by the identity of their participants: the decider's intake
+# hands every event of a large team the same participant objects (services.decider.
+# intake). An entry holds the objects it was made from and is used only for those very
+# objects in that order, so no other list can pass for them; participants are never
+# changed once decoded.
+MAX_LARGE_ROSTERS = 32
+_large: OrderedDict[int, tuple[tuple[Participant, ...], tuple[Principal, ...]]] = OrderedDict()
+
+
+def _large_roster(people: list[Participant]) -> tuple[Principal, ...]:
+    key = id(people[0])
+    kept = _large.get(key)
+    if kept is not None and len(kept[0]) == len(people) and all(map(is_, kept[0], people)):
+        _large.move_to_end(key)
+        return kept[1]
+    principals = tuple([_participant(p) for p in people])
+    _large[key] = (tuple(people), principals)
+    _large.move_to_end(key)
+    if len(_large) > MAX_LARGE_ROSTERS:
+        _large.popitem(last=False)
+    return principals
 
 
 @lru_cache(maxsize=MAX_CONVERSATIONS)

@@ -57,13 +57,31 @@ def test_any_changed_name_or_flag_is_read_afresh(change: dict[str, object]) -> N
     assert changed is expected
 
 
-def test_a_large_team_is_read_person_by_person_and_not_kept() -> None:
+def test_a_large_team_is_read_person_by_person_and_not_kept_by_names() -> None:
     team = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 1)]
     kept = facts._principals.cache_info()
     principals = principals_of(team)
     assert len(principals) == len(team)
     assert [p.mri for p in principals] == [p.mri for p in team]
     assert facts._principals.cache_info() == kept  # neither looked up nor kept
+
+
+def test_a_large_team_s_very_objects_are_read_once_and_no_other_list_passes_for_them() -> None:
+    team = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 10)]
+    first = principals_of(team)
+    assert principals_of(list(team)) is first  # the same objects, as the intake gives
+    equal = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 10)]
+    assert principals_of(equal) is not first  # equal names, other objects: read afresh
+    moved = [team[0], _person(999, tenant_id=OTHER, external=True), *team[2:]]
+    changed = principals_of(moved)
+    assert changed[1].external and changed[1].tenant == OTHER.lower()
+    assert changed[0] is first[0]
+
+
+def test_the_memo_of_large_teams_stays_bounded() -> None:
+    for n in range(facts.MAX_LARGE_ROSTERS + 5):
+        principals_of([_person(n * 1000 + k) for k in range(facts.MAX_KEPT_PEOPLE + 1)])
+        assert len(facts._large) <= facts.MAX_LARGE_ROSTERS
 
 
 def test_the_memo_stays_bounded() -> None:
