@@ -122,6 +122,7 @@ class Handlers:
     def __init__(self, limit: int) -> None:
         self._slots = asyncio.Semaphore(limit)
         self._in_hand: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._in_hand)
@@ -131,6 +132,9 @@ class Handlers:
 
         async def take(msg: Msg) -> None:
             await self._slots.acquire()
+            if self._closed:  # stopping: left unanswered, as a request past the drain
+                self._slots.release()
+                return
             task = asyncio.Task(
                 self._handle(handler, msg), loop=asyncio.get_running_loop(), eager_start=True
             )
@@ -155,6 +159,8 @@ class Handlers:
             await asyncio.wait(list(self._in_hand))
 
     def cancel(self) -> None:
+        """Cancel the requests in hand, and start no other from now on."""
+        self._closed = True
         for task in self._in_hand:
             task.cancel()
 
@@ -198,20 +204,40 @@ class BusService:
 
     async def stop(self) -> None:
         log.info("%s draining", self.name)
-        if self.nc is not None and not self.nc.is_closed:
+        try:
+            if self.nc is not None and not self.nc.is_closed:
+                await self._close(self.nc)
+        finally:
             try:
-                await asyncio.wait_for(self._drain(self.nc), self.settings.drain_timeout_s)
-            except (TimeoutError, nats.errors.Error) as exc:
+                await self.teardown()
+            finally:
+                await self.health.stop()
+        log.info("%s stopped", self.name)
+
+    async def _close(self, nc: NATS) -> None:
+        """Drain when connected; otherwise, or when the drain fails or runs out of time,
+        drop what is in hand (its interceptors apply their fail mode) and close."""
+        if nc.is_connected:
+            try:
+                await asyncio.wait_for(self._drain(nc), self.settings.drain_timeout_s)
+                return
+            except Exception as exc:
+                reason = "it ran out of time" if isinstance(exc, TimeoutError) else repr(exc)
                 log.warning(
                     "drain did not finish cleanly (%s); %d request(s) in hand dropped",
-                    type(exc).__name__ if isinstance(exc, TimeoutError) else exc,
+                    reason,
                     len(self.handlers),
                 )
-                self.handlers.cancel()
-                await self.nc.close()
-        await self.teardown()
-        await self.health.stop()
-        log.info("%s stopped", self.name)
+        else:
+            log.warning(
+                "NATS is not connected: %d request(s) in hand dropped", len(self.handlers)
+            )
+        self.handlers.cancel()
+        try:
+            await nc.close()
+        except Exception as exc:
+            # What was buffered for a connection that is gone cannot be written.
+            log.warning("closing the NATS connection: %r", exc)
 
     async def _drain(self, nc: NATS) -> None:
         """No new requests; those in hand answered; then the rest of the connection."""

@@ -110,3 +110,23 @@ async def test_cancelled_requests_free_their_slots() -> None:
     await asyncio.wait_for(take(_msg("next")), 1)
     handlers.cancel()
     await handlers.finish()
+
+
+async def test_once_cancelled_no_request_starts() -> None:
+    handlers = Handlers(1)
+    started: list[str] = []
+
+    async def handle(msg: Any) -> None:
+        started.append(msg.subject)
+        await asyncio.Event().wait()
+
+    take = handlers.of(handle)
+    await take(_msg("held"))
+    queued = asyncio.create_task(take(_msg("queued")))  # waits for the slot
+    await asyncio.sleep(0)
+    handlers.cancel()
+    await handlers.finish()
+    await asyncio.wait_for(queued, 1)
+    await take(_msg("late"))
+    assert started == ["held"]
+    assert len(handlers) == 0

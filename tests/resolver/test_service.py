@@ -182,7 +182,19 @@ async def test_a_stopped_resolver_first_answers_the_requests_in_hand(
         finally:
             released.set()
         assert code == 0
-        assert got.done() and got.result().id == request.id
+        assert (await asyncio.wait_for(got, 5)).id == request.id
+
+
+async def test_a_resolver_stopped_while_nats_is_down_stops_cleanly(
+    infra: Stack, org: Org, tmp_path: Path
+) -> None:
+    stack = Stack(tmp_path, log=infra.log)
+    with TeamsSimulator(org) as sim, stack:
+        stack.start_nats()
+        resolver = stack.start_service("resolver", {"TFW_TEAMS_REDIRECT": sim.url})
+        stack.stop_process(stack.find("nats"))
+        await asyncio.sleep(1.0)  # the resolver notices and starts reconnecting
+        assert await asyncio.to_thread(stack.stop_process, resolver) == 0
 
 
 async def test_an_event_over_the_server_s_max_payload_is_refused_at_once(
