@@ -209,6 +209,12 @@ class Credential(Part):
 
 
 class Participant(Part):
+    """One person in a conversation. Frozen: the resolver and the decider share the
+    participants of a large conversation between events (their memos), so none may be
+    changed once built."""
+
+    model_config = ConfigDict(allow_inf_nan=False, frozen=True)
+
     mri: str
     kind: ParticipantKind = ParticipantKind.UNKNOWN
     email: str | None = None

@@ -276,23 +276,33 @@ def principals_of(people: list[Participant]) -> tuple[Principal, ...]:
 # Larger rosters are kept by the identity of their participants: the decider's intake
 # hands every event of a large team the same participant objects (services.decider.
 # intake). An entry holds the objects it was made from and is used only for those very
-# objects in that order, so no other list can pass for them; participants are never
-# changed once decoded.
-MAX_LARGE_ROSTERS = 32
-_large: OrderedDict[int, tuple[tuple[Participant, ...], tuple[Principal, ...]]] = OrderedDict()
+# objects in that order, so no other list can pass for them; participants are frozen
+# models. At most MAX_LARGE_PEOPLE people in all, the least recently used roster first
+# out (about 0.8 KB a person beside the intake's own memo).
+MAX_LARGE_PEOPLE = 50_000
+_large: OrderedDict[tuple[int, int], tuple[tuple[Participant, ...], tuple[Principal, ...]]] = (
+    OrderedDict()
+)
+_large_people = 0
 
 
 def _large_roster(people: list[Participant]) -> tuple[Principal, ...]:
-    key = id(people[0])
+    global _large_people
+    key = (id(people[0]), len(people))
     kept = _large.get(key)
-    if kept is not None and len(kept[0]) == len(people) and all(map(is_, kept[0], people)):
+    if kept is not None and all(map(is_, kept[0], people)):
         _large.move_to_end(key)
         return kept[1]
     principals = tuple([_participant(p) for p in people])
-    _large[key] = (tuple(people), principals)
-    _large.move_to_end(key)
-    if len(_large) > MAX_LARGE_ROSTERS:
-        _large.popitem(last=False)
+    if kept is not None:
+        del _large[key]
+        _large_people -= len(kept[0])
+    if len(people) <= MAX_LARGE_PEOPLE:
+        _large[key] = (tuple(people), principals)
+        _large_people += len(people)
+        while _large_people > MAX_LARGE_PEOPLE:
+            _, (dropped, _) = _large.popitem(last=False)
+            _large_people -= len(dropped)
     return principals
 
 

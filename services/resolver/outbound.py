@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 from services.common.contracts import EnrichedEvent, Participant, encode
 
 LARGE_ROSTER = 64
-MAX_KEPT_PEOPLE = 200_000
+MAX_KEPT_PEOPLE = 50_000  # about 85 MB at worst: the JSON, and the objects held
 _PARTICIPANTS = TypeAdapter(list[Participant])
 
 
@@ -31,7 +31,9 @@ class Outbound:
 
     def __init__(self, max_people: int = MAX_KEPT_PEOPLE) -> None:
         self.max_people = max_people
-        self._kept: OrderedDict[int, tuple[tuple[Participant, ...], bytes]] = OrderedDict()
+        self._kept: OrderedDict[tuple[int, int], tuple[tuple[Participant, ...], bytes]] = (
+            OrderedDict()
+        )
         self._people = 0
 
     @property
@@ -51,7 +53,7 @@ class Outbound:
         return b"".join((rest[:-1], b',"participants":', written, b"}"))
 
     def _written(self, people: list[Participant]) -> bytes:
-        key = id(people[0])
+        key = (id(people[0]), len(people))
         kept = self._kept.get(key)
         if (
             kept is not None

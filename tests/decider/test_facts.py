@@ -78,10 +78,24 @@ def test_a_large_team_s_very_objects_are_read_once_and_no_other_list_passes_for_
     assert changed[0] is first[0]
 
 
-def test_the_memo_of_large_teams_stays_bounded() -> None:
-    for n in range(facts.MAX_LARGE_ROSTERS + 5):
-        principals_of([_person(n * 1000 + k) for k in range(facts.MAX_KEPT_PEOPLE + 1)])
-        assert len(facts._large) <= facts.MAX_LARGE_ROSTERS
+def test_the_memo_of_large_teams_stays_under_its_count_of_people(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(facts, "MAX_LARGE_PEOPLE", 1000)
+    monkeypatch.setattr(facts, "_large", type(facts._large)())
+    monkeypatch.setattr(facts, "_large_people", 0)
+    for n in range(8):
+        principals_of([_person(n * 1000 + k) for k in range(300)])
+        assert facts._large_people == sum(len(e[0]) for e in facts._large.values()) <= 1000
+    principals_of([_person(99_000 + k) for k in range(2000)])  # larger than all: not kept
+    assert facts._large_people == 900
+
+
+def test_a_member_added_to_a_large_team_does_not_push_the_team_out() -> None:
+    team = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 10)]
+    first = principals_of(team)
+    principals_of([*team, _person(5000)])  # the team with the person joining
+    assert principals_of(team) is first
 
 
 def test_the_memo_stays_bounded() -> None:

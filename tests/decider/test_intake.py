@@ -96,3 +96,15 @@ def test_a_malformed_message_is_the_contract_s_error() -> None:
     with pytest.raises(ContractError) as refused:
         Intake().decode(b"[1, 2]")
     assert refused.value.code == "bad_shape"
+
+
+def test_a_roster_nested_deeper_than_orjson_writes_is_read_as_decode_reads_it() -> None:
+    # A field the contract ignores, 400 levels deep: orjson reads it but writes at
+    # most 254 levels, so the roster cannot be keyed, and is read without the memo.
+    raw = orjson.loads(encode(_event(LARGE_ROSTER + 1)))
+    raw["participants"][2]["ignored"] = "NESTED"
+    nested = b'"ignored":' + b"[" * 400 + b"]" * 400
+    data = orjson.dumps(raw).replace(b'"ignored":"NESTED"', nested)
+    intake = Intake()
+    assert intake.decode(data) == decode(EnrichedEvent, data)
+    assert intake.kept_people == 0
