@@ -209,10 +209,9 @@ class Credential(Part):
 
 
 class Participant(Part):
-    """One person in a conversation. Frozen: the resolver and the decider share the
-    participants of a large conversation between events (their memos), so none may be
-    changed once built."""
-
+    # Frozen: the resolver and the decider share the participants of a large
+    # conversation between events (their memos), so none may be changed once built.
+    # (A comment, not a docstring: the record's published schema would carry it.)
     model_config = ConfigDict(allow_inf_nan=False, frozen=True)
 
     mri: str
