@@ -5,35 +5,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from services.common.contracts import (
-    Action,
-    ContractError,
-    Credential,
-    CredentialStatus,
-    EnrichedEvent,
-    Participant,
-    decode,
-    encode,
-)
+from services.common.contracts import ContractError, EnrichedEvent, Participant, decode, encode
 from services.decider.intake import LARGE_ROSTER, Intake
+from tests.support.rosters import event_with, people
 
 
-def _event(people: int, event_id: str = "e1", first: str = "a") -> EnrichedEvent:
-    participants = [Participant(mri=f"8:orgid:{first}"), *(
-        Participant(mri=f"8:orgid:p{n}", email=f"p{n}@firm.example", tenant_id="t1")
-        for n in range(people - 1)
-    )]
-    return EnrichedEvent(
-        id=event_id,
-        time=1.0,
-        interceptor="i",
-        method="POST",
-        host="h",
-        path="/p",
-        action=Action.MESSAGE_SEND,
-        credential=Credential(status=CredentialStatus.OK),
-        participants=participants,
-    )
+def _event(count: int, event_id: str = "e1", first: str = "a") -> EnrichedEvent:
+    return event_with(people(count, first=first), event_id)
 
 
 @pytest.mark.parametrize("people", [3, LARGE_ROSTER, LARGE_ROSTER + 1, 1203])

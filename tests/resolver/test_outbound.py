@@ -5,38 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from services.common.contracts import (
-    Action,
-    Credential,
-    CredentialStatus,
-    EnrichedEvent,
-    Participant,
-    decode,
-    encode,
-)
+from services.common.contracts import EnrichedEvent, decode, encode
 from services.resolver.outbound import LARGE_ROSTER, Outbound
-
-
-def _people(count: int, domain: str = "firm.example") -> list[Participant]:
-    return [
-        Participant(mri=f"8:orgid:p{n}", email=f"p{n}@{domain}", tenant_id="t1", external=n == 3)
-        for n in range(count)
-    ]
-
-
-def _event(people: list[Participant], event_id: str = "e1") -> EnrichedEvent:
-    return EnrichedEvent(
-        id=event_id,
-        time=1.5,
-        interceptor="i",
-        method="POST",
-        host="h",
-        path="/p",
-        action=Action.MESSAGE_SEND,
-        credential=Credential(status=CredentialStatus.OK),
-        participants=list(people),
-        targets=["8:orgid:t"],
-    )
+from tests.support.rosters import event_with as _event
+from tests.support.rosters import people as _people
 
 
 @pytest.mark.parametrize("count", [0, 3, LARGE_ROSTER, LARGE_ROSTER + 1, 1203])

@@ -85,13 +85,17 @@ async def _ask(bus: NATS, request: InterceptedRequest) -> EnrichedEvent:
         await subscription.unsubscribe()
 
 
+async def _bob_in_grp_client(bus: NATS, org: Org) -> tuple[str, dict[str, str]]:
+    """Bob signed in (his token observed), and the conversation he will write in."""
+    await bus.publish(SUBJECTS.observed, encode(sign_in(org.accounts["bob"])))
+    await bus.flush()
+    return org.conversations["grp-client"].id, auth_headers(org.accounts["bob"])
+
+
 async def test_an_intercepted_send_comes_out_enriched_without_its_tokens(
     resolver: TeamsSimulator, org: Org, bus: NATS
 ) -> None:
-    await bus.publish(SUBJECTS.observed, encode(sign_in(org.accounts["bob"])))
-    await bus.flush()
-    conv = org.conversations["grp-client"].id
-    headers = auth_headers(org.accounts["bob"])
+    conv, headers = await _bob_in_grp_client(bus, org)
     request = intercepted("POST", f"{LEGACY}/{conv}/messages", headers, {"messagetype": "Text"})
     event = await _ask(bus, request)
     for _ in range(20):  # the observation may still be in flight on a loaded box
@@ -136,10 +140,7 @@ async def test_a_conversation_teams_is_slow_to_look_up_holds_no_other_request(
     resolver: TeamsSimulator, org: Org, bus: NATS
 ) -> None:
     """One user's cold conversation waits on Teams; everyone else's messages go on."""
-    await bus.publish(SUBJECTS.observed, encode(sign_in(org.accounts["bob"])))
-    await bus.flush()
-    warm = org.conversations["grp-client"].id
-    headers = auth_headers(org.accounts["bob"])
+    warm, headers = await _bob_in_grp_client(bus, org)
     cold = f"19:slow{secrets.token_hex(4)}@thread.v2"
     released = resolver.hold(cold)
     try:
