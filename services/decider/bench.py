@@ -222,7 +222,7 @@ def large_team(rules: RuleSet, count: int = 200) -> str:
         Participant(mri=f"8:orgid:m{n}", email=f"m{n}@firm.example", tenant_id=FIRM)
         for n in range(TEAM)
     ]
-    sample = events(count + 1)[0]
+    sample = events(1)[0]
     data = [
         encode(sample.model_copy(update={"id": f"team-{n}", "participants": team}))
         for n in range(count + 1)

@@ -6,10 +6,8 @@ a rule set that never looks at participants never pays for a 1,200-member team.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 from functools import lru_cache
-from operator import is_
 from zoneinfo import ZoneInfo
 
 from services.common.contracts import (
@@ -19,6 +17,7 @@ from services.common.contracts import (
     EnrichedEvent,
     Participant,
 )
+from services.common.rosters import LARGE_ROSTER, SameRoster
 from services.decider.identity import WORD, domain_of, fold_text, identities_of, nfkc_text
 from services.decider.screen import Screen
 
@@ -260,8 +259,9 @@ def _participant(p: Participant) -> Principal:
 
 # Conversations of up to MAX_KEPT_PEOPLE people are kept, at most MAX_CONVERSATIONS of
 # them: the key holds each person's names, so that bounds the memory (tens of MB at
-# worst; the least recently used go first). A larger team is looked up person by person.
-MAX_KEPT_PEOPLE = 64
+# worst; the least recently used go first). A larger team is kept by the identity of
+# its participant objects instead (below).
+MAX_KEPT_PEOPLE = LARGE_ROSTER
 MAX_CONVERSATIONS = 2048
 
 
@@ -273,36 +273,17 @@ def principals_of(people: list[Participant]) -> tuple[Principal, ...]:
     return _principals(tuple([(p.mri, p.email, p.upn, p.tenant_id, p.external) for p in people]))
 
 
-# Larger rosters are kept by the identity of their participants: the decider's intake
-# hands every event of a large team the same participant objects (services.decider.
-# intake). An entry holds the objects it was made from and is used only for those very
-# objects in that order, so no other list can pass for them; participants are frozen
-# models. At most MAX_LARGE_PEOPLE people in all, the least recently used roster first
-# out (about 0.8 KB a person beside the intake's own memo).
-MAX_LARGE_PEOPLE = 50_000
-_large: OrderedDict[tuple[int, int], tuple[tuple[Participant, ...], tuple[Principal, ...]]] = (
-    OrderedDict()
-)
-_large_people = 0
+# Larger rosters are kept by the identity of their participant objects
+# (services.common.rosters.SameRoster): the decider's intake hands every event of a
+# large team the same ones. About 0.8 KB a person beside the intake's own memo.
+_large: SameRoster[tuple[Principal, ...]] = SameRoster()
 
 
 def _large_roster(people: list[Participant]) -> tuple[Principal, ...]:
-    global _large_people
-    key = (id(people[0]), len(people))
-    kept = _large.get(key)
-    if kept is not None and all(map(is_, kept[0], people)):
-        _large.move_to_end(key)
-        return kept[1]
-    principals = tuple([_participant(p) for p in people])
-    if kept is not None:
-        del _large[key]
-        _large_people -= len(kept[0])
-    if len(people) <= MAX_LARGE_PEOPLE:
-        _large[key] = (tuple(people), principals)
-        _large_people += len(people)
-        while _large_people > MAX_LARGE_PEOPLE:
-            _, (dropped, _) = _large.popitem(last=False)
-            _large_people -= len(dropped)
+    principals = _large.get(people)
+    if principals is None:
+        principals = tuple([_participant(p) for p in people])
+        _large.put(people, principals)
     return principals
 
 

@@ -5,40 +5,37 @@ A message in a team of 1,200 people carries all 1,200 participants, every time
 (the decider needs them all: a wall asks whether *anyone* present is on the other
 side). Validating them is most of the cost of reading such an event: about 3 ms of the
 3.3 for the demo's 1,203-member team, against 0.2 ms to write the list out again and
-hash it. So a roster of more than :data:`LARGE_ROSTER` people is kept, validated, under
+hash it. So a roster of more than
+:data:`~services.common.rosters.LARGE_ROSTER` people is kept, validated, under
 the SHA-256 digest of its own JSON; the next event with the same people, byte for
 byte, gets the kept participants instead of validating them again.
 
 The key is the content itself, so an event is never given participants other than
 the ones it carries. Kept participants are shared between events: the decider reads
-events and never changes them. At most :data:`MAX_KEPT_PEOPLE` people are kept in all
-(the least recently used roster goes first).
+events and never changes them (they are frozen). At most
+:data:`~services.common.rosters.MAX_KEPT_PEOPLE` people are kept in all (about 70 MB:
+1.4 KB a person, validated), the least recently used roster first out.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 
 import orjson
 
 from services.common.contracts import EnrichedEvent, Participant, parse, validate
-
-LARGE_ROSTER = 64
-MAX_KEPT_PEOPLE = 50_000  # about 70 MB: 1.4 KB a person, validated
+from services.common.rosters import LARGE_ROSTER, MAX_KEPT_PEOPLE, RosterMemo
 
 
 class Intake:
     """Decodes enriched events; see the module's docstring."""
 
     def __init__(self, max_people: int = MAX_KEPT_PEOPLE) -> None:
-        self.max_people = max_people
-        self._rosters: OrderedDict[bytes, tuple[Participant, ...]] = OrderedDict()
-        self._people = 0
+        self._rosters: RosterMemo[bytes, tuple[Participant, ...]] = RosterMemo(max_people)
 
     @property
     def kept_people(self) -> int:
-        return self._people
+        return self._rosters.kept_people
 
     def decode(self, data: bytes) -> EnrichedEvent:
         """The event in ``data``; a :class:`~services.common.contracts.ContractError`
@@ -54,19 +51,9 @@ class Intake:
         kept = self._rosters.get(key)
         if kept is None:
             event = validate(EnrichedEvent, raw)
-            self._keep(key, tuple(event.participants))
+            self._rosters.put(key, len(event.participants), tuple(event.participants))
             return event
-        self._rosters.move_to_end(key)
         raw["participants"] = []
         event = validate(EnrichedEvent, raw)
         event.participants = list(kept)
         return event
-
-    def _keep(self, key: bytes, participants: tuple[Participant, ...]) -> None:
-        if len(participants) > self.max_people:
-            return
-        self._rosters[key] = participants
-        self._people += len(participants)
-        while self._people > self.max_people:
-            _, dropped = self._rosters.popitem(last=False)
-            self._people -= len(dropped)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.contracts import Participant
+from services.common.rosters import SameRoster
 from services.decider import facts
 from services.decider.facts import principals_of
 
@@ -81,14 +82,12 @@ def test_a_large_team_s_very_objects_are_read_once_and_no_other_list_passes_for_
 def test_the_memo_of_large_teams_stays_under_its_count_of_people(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(facts, "MAX_LARGE_PEOPLE", 1000)
-    monkeypatch.setattr(facts, "_large", type(facts._large)())
-    monkeypatch.setattr(facts, "_large_people", 0)
+    monkeypatch.setattr(facts, "_large", SameRoster(1000))
     for n in range(8):
         principals_of([_person(n * 1000 + k) for k in range(300)])
-        assert facts._large_people == sum(len(e[0]) for e in facts._large.values()) <= 1000
+        assert facts._large.kept_people <= 1000
     principals_of([_person(99_000 + k) for k in range(2000)])  # larger than all: not kept
-    assert facts._large_people == 900
+    assert facts._large.kept_people == 900
 
 
 def test_a_member_added_to_a_large_team_does_not_push_the_team_out() -> None:
