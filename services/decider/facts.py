@@ -257,18 +257,17 @@ def _participant(p: Participant) -> Principal:
     return principal(p.mri, p.email, p.upn, p.tenant_id, p.external)
 
 
-# Conversations of up to MAX_KEPT_PEOPLE people are kept, at most MAX_CONVERSATIONS of
+# Conversations of up to LARGE_ROSTER people are kept, at most MAX_CONVERSATIONS of
 # them: the key holds each person's names, so that bounds the memory (tens of MB at
 # worst; the least recently used go first). A larger team is kept by the identity of
 # its participant objects instead (below).
-MAX_KEPT_PEOPLE = LARGE_ROSTER
 MAX_CONVERSATIONS = 2048
 
 
 def principals_of(people: list[Participant]) -> tuple[Principal, ...]:
     """The principals of a conversation's people, kept by every name of every person:
     the same conversations recur, and one lookup costs less than one per person."""
-    if len(people) > MAX_KEPT_PEOPLE:
+    if len(people) > LARGE_ROSTER:
         return _large_roster(people)
     return _principals(tuple([(p.mri, p.email, p.upn, p.tenant_id, p.external) for p in people]))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.contracts import Participant
-from services.common.rosters import SameRoster
+from services.common.rosters import LARGE_ROSTER, SameRoster
 from services.decider import facts
 from services.decider.facts import principals_of
 
@@ -59,7 +59,7 @@ def test_any_changed_name_or_flag_is_read_afresh(change: dict[str, object]) -> N
 
 
 def test_a_large_team_is_read_person_by_person_and_not_kept_by_names() -> None:
-    team = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 1)]
+    team = [_person(n) for n in range(LARGE_ROSTER + 1)]
     kept = facts._principals.cache_info()
     principals = principals_of(team)
     assert len(principals) == len(team)
@@ -68,10 +68,10 @@ def test_a_large_team_is_read_person_by_person_and_not_kept_by_names() -> None:
 
 
 def test_a_large_team_s_very_objects_are_read_once_and_no_other_list_passes_for_them() -> None:
-    team = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 10)]
+    team = [_person(n) for n in range(LARGE_ROSTER + 10)]
     first = principals_of(team)
     assert principals_of(list(team)) is first  # the same objects, as the intake gives
-    equal = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 10)]
+    equal = [_person(n) for n in range(LARGE_ROSTER + 10)]
     assert principals_of(equal) is not first  # equal names, other objects: read afresh
     moved = [team[0], _person(999, tenant_id=OTHER, external=True), *team[2:]]
     changed = principals_of(moved)
@@ -91,7 +91,7 @@ def test_the_memo_of_large_teams_stays_under_its_count_of_people(
 
 
 def test_a_member_added_to_a_large_team_does_not_push_the_team_out() -> None:
-    team = [_person(n) for n in range(facts.MAX_KEPT_PEOPLE + 10)]
+    team = [_person(n) for n in range(LARGE_ROSTER + 10)]
     first = principals_of(team)
     principals_of([*team, _person(5000)])  # the team with the person joining
     assert principals_of(team) is first
