@@ -21,9 +21,11 @@ from nats.js.api import Header
 from services.common.contracts import (
     ERROR_CODE_HEADER,
     RECORD_ACK_HEADER,
+    SCHEMA_VERSION,
     ContractError,
     InterceptedRequest,
     Verdict,
+    assemble,
     decode,
     encode,
 )
@@ -139,22 +141,28 @@ def request_packet(
     body, truncated = readable_body(request, cap, seen.get("content-encoding", ""))
     headers = forwarded_headers(seen)
     peer = flow.client_conn.peername
-    return InterceptedRequest(
-        id=decision_id,
-        time=time.time(),
-        interceptor=interceptor,
-        client_ip=peer[0] if peer else "",
-        method=request.method,
-        scheme=request.scheme,
-        host=bare_host(host),
-        port=request.port,
-        path=path,
-        http_version=request.http_version,
-        headers=headers,
-        body=body,
-        body_size=len(request.raw_content or b""),
-        body_truncated=truncated,
-        record_ack=True,
+    # Assembled, not validated: every value is of its field's type already, and the
+    # resolver validates the packet when it decodes it.
+    return assemble(
+        InterceptedRequest,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "id": decision_id,
+            "time": time.time(),
+            "interceptor": interceptor,
+            "client_ip": str(peer[0]) if peer else "",
+            "method": request.method,
+            "scheme": request.scheme,
+            "host": bare_host(host),
+            "port": request.port,
+            "path": path,
+            "http_version": request.http_version,
+            "headers": headers,
+            "body": body,
+            "body_size": len(request.raw_content or b""),
+            "body_truncated": truncated,
+            "record_ack": True,
+        },
     )
 
 

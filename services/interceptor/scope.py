@@ -201,6 +201,11 @@ def canonical_path(path: str) -> str:
     return remove_dot_segments(decoded) + mark + query
 
 
+# Longer paths are routed afresh each time rather than kept, so that the kept routes
+# stay small whatever clients send (a message's path is about 150 characters).
+_KEPT_PATH_CHARS = 1024
+
+
 def route(
     method: str, host: str, path: str, consumer: bool = False, decide_reads: bool = False
 ) -> Route:
@@ -209,7 +214,18 @@ def route(
     The path is routed as written and as a server would resolve it; the stricter
     answer wins, so ``/api/x/../chatsvc/…``, ``/api//chatsvc/…`` or an encoded
     ``%63hatsvc`` cannot slip a chat-service request past its decision.
+
+    A pure function of its arguments, and every message of a conversation has the
+    same ones, so recent answers are kept (routing was the largest piece of the
+    interceptor's own work on a warm request).
     """
+    if len(path) > _KEPT_PATH_CHARS or len(host) > _KEPT_PATH_CHARS:
+        return _routed.__wrapped__(method, host, path, consumer, decide_reads)
+    return _routed(method, host, path, consumer, decide_reads)
+
+
+@functools.lru_cache(maxsize=4096)
+def _routed(method: str, host: str, path: str, consumer: bool, decide_reads: bool) -> Route:
     found = _route(method, host, path, consumer, decide_reads)
     if found.decide:
         return found

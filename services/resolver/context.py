@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from hmac import compare_digest
 from typing import Any
@@ -123,16 +124,24 @@ class Conversations:
         self._flights: dict[str, asyncio.Task[ConversationRecord | LookupFailed]] = {}
 
     async def get(
-        self, conversation_id: str, caller: Caller, timeout_s: float
+        self,
+        conversation_id: str,
+        caller: Callable[[], Awaitable[Caller]],
+        timeout_s: float,
     ) -> tuple[ConversationRecord, bool]:
-        """The record and whether it came from the cache. Raises :class:`LookupFailed`
-        (with a reason) when Teams cannot tell us within ``timeout_s``."""
+        """The record and whether it came from the cache. ``caller`` says whom to ask
+        Teams as, and is asked only on a miss. Raises :class:`LookupFailed` (with a
+        reason) when Teams cannot tell us within ``timeout_s``."""
         cached = await self.store.conversation(conversation_id)
         if cached is not None:
             return cached, True
         flight = self._flights.get(conversation_id)
         if flight is None:
-            flight = spawn(self._flight(conversation_id, caller), f"learn {conversation_id[:40]}")
+            who = await caller()
+            # Looked up again: working out the caller may have let another request in.
+            flight = self._flights.get(conversation_id)
+        if flight is None:
+            flight = spawn(self._flight(conversation_id, who), f"learn {conversation_id[:40]}")
             self._flights[conversation_id] = flight
             flight.add_done_callback(lambda _: self._flights.pop(conversation_id, None))
         try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from services.common.contracts import Actor, Credential, CredentialStatus
+from services.common.contracts import Actor, Credential, CredentialStatus, assemble
 from services.resolver.ttlcache import TtlCache
 
 MAX_TOKEN_LENGTH = 16 * 1024
@@ -245,9 +245,11 @@ def read_credentials(headers: dict[str, str]) -> tuple[Actor, Credential, list[T
         for (kind, raw, _), known in zip(candidates, claims, strict=True)
         if known is not None
     ]
-    credential = credential.model_copy()
-    credential.kinds = list(credential.kinds)
-    return actor.model_copy(), credential, tokens
+    # Copies of the kept models, assembled from their own (valid) fields: the event
+    # they join is changed later (the actor's profile is added to it).
+    fields = dict(vars(credential))
+    fields["kinds"] = list(credential.kinds)
+    return assemble(Actor, dict(vars(actor))), assemble(Credential, fields), tokens
 
 
 def _digest(found: list[Candidate | str]) -> str:

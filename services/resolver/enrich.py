@@ -7,15 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.common.contracts import (
+    SCHEMA_VERSION,
     Actor,
     ContextSource,
     Conversation,
+    ConversationType,
     EnrichedEvent,
     InterceptedRequest,
     Location,
     Participant,
     ParticipantKind,
     Provenance,
+    assemble,
 )
 from services.resolver.classify import ParsedRequest, classify
 from services.resolver.credentials import Token, read_credentials
@@ -55,34 +58,65 @@ def federated_of(actor: Actor, participants: Iterable[Participant]) -> bool | No
 
 
 def understand(request: InterceptedRequest) -> tuple[EnrichedEvent, ParsedRequest, list[Token]]:
-    """Classify the request and read its credentials; context is left unresolved."""
+    """Classify the request and read its credentials; context is left unresolved.
+
+    Every part of the event is typed already (the request was validated when it was
+    decoded, the rest is this code's own), so the event is assembled without being
+    validated again (see :func:`~services.common.contracts.assemble`)."""
     parsed = classify(request.method, request.host, request.path, request.body)
     actor, credential, tokens = read_credentials(request.headers)
     conversation = None
     if parsed.conversation_id:
-        conversation = Conversation(id=parsed.conversation_id, reply_to=parsed.reply_to)
-    event = EnrichedEvent(
-        id=request.id,
-        time=request.time,
-        interceptor=request.interceptor,
-        client_ip=request.client_ip,
-        method=request.method.upper(),
-        host=request.host,
-        path=request.path.split("?", 1)[0][:2048],
-        front_door=parsed.front_door,
-        action=parsed.action,
-        conversation=conversation,
-        message_id=parsed.message_id,
-        actor=actor,
-        credential=credential,
-        targets=parsed.targets,
-        body=parsed.body.features,
-        body_size=request.body_size,
-        body_truncated=request.body_truncated,
-        record_ack=request.record_ack,
-        context=Provenance(
-            source=ContextSource.NOT_NEEDED if conversation is None else ContextSource.UNRESOLVED,
-            reason=None if conversation is None else "context not looked at yet",
-        ),
+        conversation = assemble(
+            Conversation,
+            {
+                "id": parsed.conversation_id,
+                "type": ConversationType.UNKNOWN,
+                "topic": None,
+                "team_id": None,
+                "reply_to": parsed.reply_to,
+                "tenant_id": None,
+            },
+        )
+        context = provenance(ContextSource.UNRESOLVED, reason="context not looked at yet")
+    else:
+        context = provenance(ContextSource.NOT_NEEDED)
+    event = assemble(
+        EnrichedEvent,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "id": request.id,
+            "time": request.time,
+            "interceptor": request.interceptor,
+            "client_ip": request.client_ip,
+            "method": request.method.upper(),
+            "host": request.host,
+            "path": request.path.split("?", 1)[0][:2048],
+            "front_door": parsed.front_door,
+            "action": parsed.action,
+            "conversation": conversation,
+            "message_id": parsed.message_id,
+            "actor": actor,
+            "credential": credential,
+            "location": Location.UNKNOWN,
+            "federated": None,
+            "participants": [],
+            "bots": [],
+            "targets": parsed.targets,
+            "target_participants": [],
+            "body": parsed.body.features,
+            "body_size": request.body_size,
+            "body_truncated": request.body_truncated,
+            "context": context,
+            "resolve_ms": 0.0,
+            "record_ack": request.record_ack,
+        },
     )
     return event, parsed, tokens
+
+
+def provenance(
+    source: ContextSource, age_s: float | None = None, reason: str | None = None
+) -> Provenance:
+    """How the context was had (assembled: the three fields are typed by the signature)."""
+    return assemble(Provenance, {"source": source, "age_s": age_s, "reason": reason})

@@ -22,13 +22,12 @@ from services.common.contracts import (
     EnrichedEvent,
     InterceptedRequest,
     Participant,
-    Provenance,
 )
 from services.common.ops import spawn
 from services.resolver.classify import ParsedRequest
 from services.resolver.context import Caller, Conversations
 from services.resolver.credentials import Token
-from services.resolver.enrich import federated_of, location_of, understand
+from services.resolver.enrich import federated_of, location_of, provenance, understand
 from services.resolver.observe import Learner
 from services.resolver.people import People, ProfileAccess, is_profiled, participant
 from services.resolver.store import (
@@ -93,6 +92,56 @@ class _Roster:
     participants: list[Participant]
 
 
+class _OnBehalf:
+    """Whom a lookup for one request is made as: the acting user, their tokens, and
+    where to reach Teams for them. Worked out only when Teams (or the shared store)
+    must be asked, which a warm request never needs."""
+
+    def __init__(
+        self,
+        store: Store,
+        request: InterceptedRequest,
+        event: EnrichedEvent,
+        tokens: list[Token],
+    ) -> None:
+        self.store = store
+        self.request = request
+        self.event = event
+        self.tokens = tokens
+        self._known: tuple[Caller, ProfileAccess | None] | None = None
+
+    async def caller(self) -> Caller:
+        """Who asks the chat service, and at which address."""
+        return (await self._work_out())[0]
+
+    async def access(self) -> ProfileAccess | None:
+        """How to reach the middle tier for profiles (None: no way known)."""
+        return (await self._work_out())[1]
+
+    async def _work_out(self) -> tuple[Caller, ProfileAccess | None]:
+        if self._known is not None:
+            return self._known
+        request, actor = self.request, self.event.actor
+        # Tokens are kept under the AAD object id, or the consumer id (``live:…``).
+        user = actor.oid or (actor.mri.removeprefix("8:") if actor.mri else None)
+        endpoints = await self.store.endpoints_of(user) if user else None
+        path = request.path.split("?", 1)[0]
+        region = region_of(request.host, path) or actor.region
+        usable = self.tokens if self.event.credential.status.value == "ok" else []
+        caller = Caller(
+            user=user,
+            tenant_id=actor.tenant_id,
+            chatsvc_base=chatsvc_base(request.host, path, endpoints, region),
+            tokens=usable,
+        )
+        base = middle_tier_base(endpoints, region)
+        access = None
+        if user and base:
+            access = ProfileAccess(user, base, actor.mri, actor.tenant_id)
+        self._known = (caller, access)
+        return self._known
+
+
 class Resolution:
     """Everything the resolver knows, and how it enriches one request."""
 
@@ -123,16 +172,16 @@ class Resolution:
             async with asyncio.timeout(self.resolve_timeout_s + CONTEXT_MARGIN_S):
                 await self._attach_context(request, event, parsed, tokens)
         except TimeoutError:
-            event.context = Provenance(
-                source=ContextSource.UNRESOLVED,
+            event.context = provenance(
+                ContextSource.UNRESOLVED,
                 reason=f"context not ready within {self.resolve_timeout_s:.1f}s",
             )
         except Exception:
             # The request is still understood (action, actor): the decider applies its
             # fail mode to the missing context instead of the interceptor timing out.
             log.exception("context resolution failed", extra={"decision_id": request.id})
-            event.context = Provenance(
-                source=ContextSource.UNRESOLVED, reason="the resolver failed to resolve context"
+            event.context = provenance(
+                ContextSource.UNRESOLVED, reason="the resolver failed to resolve context"
             )
         event.federated = federated_of(event.actor, event.participants)
         if event.context.source is ContextSource.UNRESOLVED:
@@ -152,59 +201,37 @@ class Resolution:
         if tokens and event.credential.status.value == "ok":
             await self.learner.learn_tokens(request.headers, tokens)
         deadline = time.monotonic() + self.resolve_timeout_s
-        caller, access = await self._caller(request, event, tokens)
+        on_behalf = _OnBehalf(self.store, request, event, tokens)
         if event.conversation is not None:
-            await self._conversation(event, parsed, caller, access, deadline)
+            await self._conversation(event, parsed, on_behalf, deadline)
             if parsed.action in _ROSTER_CHANGES:
                 # The roster is about to change (if allowed): learn it afresh next time.
                 await self.store.forget_conversation(event.conversation.id)
                 self._rosters.drop(event.conversation.id)
         else:
-            await self._targets_only(event, parsed, access, deadline)
-
-    async def _caller(
-        self, request: InterceptedRequest, event: EnrichedEvent, tokens: list[Token]
-    ) -> tuple[Caller, ProfileAccess | None]:
-        # Tokens are kept under the AAD object id, or the consumer id (``live:…``).
-        user = event.actor.oid or (event.actor.mri.removeprefix("8:") if event.actor.mri else None)
-        endpoints = await self.store.endpoints_of(user) if user else None
-        path = request.path.split("?", 1)[0]
-        region = region_of(request.host, path) or event.actor.region
-        usable = tokens if event.credential.status.value == "ok" else []
-        caller = Caller(
-            user=user,
-            tenant_id=event.actor.tenant_id,
-            chatsvc_base=chatsvc_base(request.host, path, endpoints, region),
-            tokens=usable,
-        )
-        base = middle_tier_base(endpoints, region)
-        access = None
-        if user and base:
-            access = ProfileAccess(user, base, event.actor.mri, event.actor.tenant_id)
-        return caller, access
+            await self._targets_only(event, parsed, on_behalf, deadline)
 
     async def _conversation(
         self,
         event: EnrichedEvent,
         parsed: ParsedRequest,
-        caller: Caller,
-        access: ProfileAccess | None,
+        on_behalf: _OnBehalf,
         deadline: float,
     ) -> None:
         conversation = event.conversation
         assert conversation is not None
         if conversation.id.startswith("48:"):
             conversation.type = ConversationType.SELF
-            event.context = Provenance(source=ContextSource.NOT_NEEDED)
-            await self._profile(event, [], access, None, deadline)
+            event.context = provenance(ContextSource.NOT_NEEDED)
+            await self._profile(event, [], on_behalf, None, deadline)
             return
         try:
             record, cached = await self.conversations.get(
-                conversation.id, caller, max(0.0, deadline - time.monotonic())
+                conversation.id, on_behalf.caller, max(0.0, deadline - time.monotonic())
             )
         except LookupFailed as exc:
-            event.context = Provenance(source=ContextSource.UNRESOLVED, reason=exc.reason)
-            await self._profile(event, parsed.targets, access, None, deadline)
+            event.context = provenance(ContextSource.UNRESOLVED, reason=exc.reason)
+            await self._profile(event, parsed.targets, on_behalf, None, deadline)
             return
         conversation.type = ConversationType(record.type)
         conversation.topic = record.topic
@@ -215,28 +242,28 @@ class Resolution:
         if cached:
             source = ContextSource.OBSERVED if record.source == "observed" else ContextSource.CACHE
         tenant_hint = record.tenant_id or event.actor.tenant_id
-        problem = await self._profile(event, parsed.targets, access, record, deadline, tenant_hint)
+        problem = await self._profile(
+            event, parsed.targets, on_behalf, record, deadline, tenant_hint
+        )
         age = round(max(0.0, time.time() - record.fetched_at), 3)
         if problem is not None:
-            event.context = Provenance(
-                source=ContextSource.UNRESOLVED,
-                reason=f"participant profiles unavailable: {problem}",
-                age_s=age,
+            event.context = provenance(
+                ContextSource.UNRESOLVED, age, f"participant profiles unavailable: {problem}"
             )
         else:
-            event.context = Provenance(source=source, age_s=age)
+            event.context = provenance(source, age)
 
     async def _targets_only(
         self,
         event: EnrichedEvent,
         parsed: ParsedRequest,
-        access: ProfileAccess | None,
+        on_behalf: _OnBehalf,
         deadline: float,
     ) -> None:
-        event.context = Provenance(source=ContextSource.NOT_NEEDED)
+        event.context = provenance(ContextSource.NOT_NEEDED)
         if event.actor.mri is None and not parsed.targets:
             return
-        problem = await self._profile(event, parsed.targets, access, None, deadline)
+        problem = await self._profile(event, parsed.targets, on_behalf, None, deadline)
         if problem is not None and event.targets:
             event.context.reason = f"target profiles unavailable: {problem}"
 
@@ -244,7 +271,7 @@ class Resolution:
         self,
         event: EnrichedEvent,
         targets: list[str],
-        access: ProfileAccess | None,
+        on_behalf: _OnBehalf,
         record: ConversationRecord | None,
         deadline: float,
         tenant_hint: str | None = None,
@@ -263,7 +290,7 @@ class Resolution:
         problem: str | None = None
         if wanted:
             users, problem = await self._users(
-                wanted, access, tenant_hint or event.actor.tenant_id, deadline
+                wanted, on_behalf, tenant_hint or event.actor.tenant_id, deadline
             )
         internal = self.internal_tenants
         if roster is not None:
@@ -305,13 +332,14 @@ class Resolution:
     async def _users(
         self,
         wanted: list[str],
-        access: ProfileAccess | None,
+        on_behalf: _OnBehalf,
         tenant_hint: str | None,
         deadline: float,
     ) -> tuple[dict[str, UserRecord], str | None]:
         known = self.store.users_in_memory(wanted)
         if all(normal_mri(m) in known for m in wanted if is_profiled(m)):
             return known, None
+        access = await on_behalf.access()
         # The shared store and Teams are asked in a task of their own: a request that
         # stops waiting leaves the answer in memory for the next one.
         flight = spawn(self.people.users(wanted, access, tenant_hint), "profile lookup")

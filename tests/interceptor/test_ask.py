@@ -8,7 +8,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from services.common.contracts import new_decision_id
+from services.common.contracts import InterceptedRequest, decode, encode, new_decision_id
 from services.interceptor.ask import (
     ENVELOPE_BYTES,
     FailMode,
@@ -49,6 +49,10 @@ def test_the_packet_carries_the_real_host_the_credentials_and_no_cookies() -> No
     assert "cookie" not in packet.headers
     assert (packet.body, packet.body_size, packet.body_truncated) == (b"0123", 10, True)
     assert packet.client_ip == flow.client_conn.peername[0]
+    # Assembled without validation: what validation would have made, every field set.
+    assert InterceptedRequest.model_validate(packet.model_dump()) == packet
+    assert set(vars(packet)) == set(InterceptedRequest.model_fields)
+    assert decode(InterceptedRequest, encode(packet)) == packet
 
 
 def test_a_compressed_body_is_sent_decoded_and_its_framing_headers_stay_behind() -> None:

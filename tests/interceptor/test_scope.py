@@ -4,6 +4,7 @@ import pytest
 
 from services.interceptor.scope import (
     HostKind,
+    _routed,
     action_class,
     bare_host,
     host_kind,
@@ -327,3 +328,17 @@ def test_a_remembered_host_kind_still_depends_on_the_consumer_switch() -> None:
         assert host_kind("teams.live.com", True) is HostKind.FRONT_DOOR
         assert host_kind("teams.live.com", consumer=False) is HostKind.TEAMS_TUNNELLED
         assert host_kind("127.0.0.1") is HostKind.FOREIGN
+
+
+def test_routes_of_long_paths_are_worked_out_each_time_and_not_kept() -> None:
+    path = "/v1/users/ME/conversations/19:" + "a" * 2000 + "@thread.v2/messages"
+    host = "emea.ng.msg.teams.microsoft.com"
+    kept = _routed.cache_info().currsize
+    assert route("POST", host, path).decide
+    assert _routed.cache_info().currsize == kept
+    short = "/v1/users/ME/conversations/19:kept-route-test@thread.v2/messages"
+    for _ in range(2):  # the second is answered from the kept routes
+        assert route("POST", host, short).decide
+        assert not route("GET", host, short).decide
+        assert route("GET", host, short, decide_reads=True).decide
+    assert _routed.cache_info().currsize == kept + 3

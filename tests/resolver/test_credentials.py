@@ -153,7 +153,13 @@ def test_the_same_credentials_again_give_the_same_reading_in_models_of_their_own
     assert actor.email is None
     assert actor.mri == f"8:orgid:{OID.lower()}"
     assert credential == first_credential and credential is not first_credential
+    first_credential.kinds.append("bearer")
+    assert credential.kinds == ["skypetoken"]
     assert [(t.kind, t.raw) for t in tokens] == [(t.kind, t.raw) for t in first_tokens]
+    # Assembled from the kept reading: what validation would have made, every field set.
+    for made in (actor, credential):
+        assert type(made).model_validate(made.model_dump()) == made
+        assert set(vars(made)) == set(type(made).model_fields)
 
 
 def test_a_header_without_a_credential_changes_the_reading_of_the_same_token() -> None:

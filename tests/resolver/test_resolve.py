@@ -16,6 +16,8 @@ from services.common.contracts import (
     EnrichedEvent,
     Location,
     ParticipantKind,
+    decode,
+    encode,
 )
 from services.resolver.resolve import Resolution
 from services.resolver.tokens import MIDDLE_TIER
@@ -217,6 +219,42 @@ async def test_a_second_resolve_of_a_conversation_makes_no_call(
     assert _calls(sim) == calls
     assert event.context.source is ContextSource.CACHE
     assert event.context.age_s is not None
+
+
+async def test_the_assembled_event_equals_a_validated_copy_and_lacks_no_field(
+    sim: TeamsSimulator, org: Org
+) -> None:
+    """The resolver assembles its events without validating them again: each one
+    must be what validation would have made, cold and warm, for every context kind."""
+    resolution = await _signed_in(sim, org, "bob")
+    for conversation in ("grp-client", "grp-client", "dm-alice-bob"):
+        event = await _send(resolution, org, "bob", conversation)
+        assert EnrichedEvent.model_validate(event.model_dump()) == event
+        assert decode(EnrichedEvent, encode(event)) == event
+        made = [event, event.actor, event.credential, event.context, event.conversation]
+        for part in made:
+            assert set(vars(part)) == set(type(part).model_fields), type(part).__name__
+
+
+async def test_a_warm_request_does_not_work_out_whom_to_ask_teams_as(
+    sim: TeamsSimulator, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding the actor's chat-service address and tokens is for lookups only."""
+    resolution = await _signed_in(sim, org, "bob")
+    await _send(resolution, org, "bob", "grp-client")
+    asked: list[str] = []
+    endpoints_of = resolution.store.endpoints_of
+
+    async def counted(user: str) -> object:
+        asked.append(user)
+        return await endpoints_of(user)
+
+    monkeypatch.setattr(resolution.store, "endpoints_of", counted)
+    event = await _send(resolution, org, "bob", "grp-client")
+    assert event.context.source is ContextSource.CACHE
+    assert asked == []
+    await _send(resolution, org, "bob", "grp-desk")  # cold: Teams is asked as bob
+    assert asked == [org.accounts["bob"].oid]
 
 
 async def test_concurrent_requests_for_a_cold_conversation_share_one_lookup(
