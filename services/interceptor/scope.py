@@ -201,9 +201,11 @@ def canonical_path(path: str) -> str:
     return remove_dot_segments(decoded) + mark + query
 
 
-# Longer paths are routed afresh each time rather than kept, so that the kept routes
-# stay small whatever clients send (a message's path is about 150 characters).
+# Longer paths, hosts and methods are routed afresh each time rather than kept, so
+# that the kept routes stay small whatever clients send (a message's path is about 150
+# characters; mitmproxy accepts a method of any length).
 _KEPT_PATH_CHARS = 1024
+_KEPT_METHOD_CHARS = 16
 
 
 def route(
@@ -219,7 +221,11 @@ def route(
     same ones, so recent answers are kept (routing was the largest piece of the
     interceptor's own work on a warm request).
     """
-    if len(path) > _KEPT_PATH_CHARS or len(host) > _KEPT_PATH_CHARS:
+    if (
+        len(path) > _KEPT_PATH_CHARS
+        or len(host) > _KEPT_PATH_CHARS
+        or len(method) > _KEPT_METHOD_CHARS
+    ):
         return _routed.__wrapped__(method, host, path, consumer, decide_reads)
     return _routed(method, host, path, consumer, decide_reads)
 

@@ -130,35 +130,33 @@ class Conversations:
         timeout_s: float,
     ) -> tuple[ConversationRecord, bool]:
         """The record and whether it came from the cache. ``caller`` says whom to ask
-        Teams as, and is asked only on a miss. Raises :class:`LookupFailed` (with a
-        reason) when Teams cannot tell us within ``timeout_s``."""
+        Teams as; it is asked only on a miss, inside the lookup, so that working it out
+        counts against ``timeout_s`` and a request arriving meanwhile joins the same
+        lookup. Raises :class:`LookupFailed` (with a reason) when Teams cannot tell us
+        within ``timeout_s``."""
         cached = await self.store.conversation(conversation_id)
         if cached is not None:
             return cached, True
         flight = self._flights.get(conversation_id)
         if flight is None:
-            who = await caller()
-            # Looked up again: working out the caller may have let another request in.
-            flight = self._flights.get(conversation_id)
-        if flight is None:
-            flight = spawn(self._flight(conversation_id, who), f"learn {conversation_id[:40]}")
+            flight = spawn(self._flight(conversation_id, caller), f"learn {conversation_id[:40]}")
             self._flights[conversation_id] = flight
             flight.add_done_callback(lambda _: self._flights.pop(conversation_id, None))
         try:
             record = await asyncio.wait_for(asyncio.shield(flight), timeout_s)
         except TimeoutError:
-            reason = f"Teams did not describe the conversation within {timeout_s:.1f}s"
+            reason = f"the conversation could not be learned within {timeout_s:.1f}s"
             raise LookupFailed(reason) from None
         if isinstance(record, LookupFailed):
             raise record
         return record, False
 
     async def _flight(
-        self, conversation_id: str, caller: Caller
+        self, conversation_id: str, caller: Callable[[], Awaitable[Caller]]
     ) -> ConversationRecord | LookupFailed:
         """One lookup shared by every request waiting for it; failures are results."""
         try:
-            return await self._learn(conversation_id, caller)
+            return await self._learn(conversation_id, await caller())
         except LookupFailed as exc:
             log.info("conversation lookup failed: %s", exc.reason)
             return exc

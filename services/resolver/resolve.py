@@ -339,15 +339,20 @@ class Resolution:
         known = self.store.users_in_memory(wanted)
         if all(normal_mri(m) in known for m in wanted if is_profiled(m)):
             return known, None
-        access = await on_behalf.access()
-        # The shared store and Teams are asked in a task of their own: a request that
-        # stops waiting leaves the answer in memory for the next one.
-        flight = spawn(self.people.users(wanted, access, tenant_hint), "profile lookup")
+        # The shared store and Teams are asked in a task of their own (whom to ask them
+        # as worked out there too): a request that stops waiting leaves the answer in
+        # memory for the next one.
+        flight = spawn(self._look_up_users(wanted, on_behalf, tenant_hint), "profile lookup")
         remaining = max(0.0, deadline - time.monotonic())
         try:
             return await asyncio.wait_for(asyncio.shield(flight), remaining)
         except TimeoutError:
             return known, f"profiles not ready within {self.resolve_timeout_s}s"
+
+    async def _look_up_users(
+        self, wanted: list[str], on_behalf: _OnBehalf, tenant_hint: str | None
+    ) -> tuple[dict[str, UserRecord], str | None]:
+        return await self.people.users(wanted, await on_behalf.access(), tenant_hint)
 
 
 def _participants(
