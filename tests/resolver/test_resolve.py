@@ -480,8 +480,16 @@ async def test_an_internal_failure_still_yields_an_unresolved_event(
     assert event.context.reason == "the resolver failed to resolve context"
 
 
+@pytest.mark.parametrize(
+    ("stalled_read", "reason"),
+    [
+        # Working out whom to ask Teams as is part of the lookup, and of its budget.
+        ("endpoints_of", "the conversation could not be learned within 0.2s"),
+        ("conversation", "context not ready within 0.2s"),
+    ],
+)
 async def test_a_slow_store_cannot_hold_the_event_past_the_resolve_budget(
-    sim: TeamsSimulator, org: Org
+    sim: TeamsSimulator, org: Org, stalled_read: str, reason: str
 ) -> None:
     resolution = await _signed_in(sim, org, "alice", resolve_timeout_s=0.2)
     stalled = asyncio.Event()
@@ -489,23 +497,7 @@ async def test_a_slow_store_cannot_hold_the_event_past_the_resolve_budget(
     async def stuck(*args: object) -> None:
         await stalled.wait()  # never set: a database that does not answer
 
-    resolution.store.endpoints_of = stuck  # type: ignore[method-assign,assignment]
+    setattr(resolution.store, stalled_read, stuck)
     event = await _send(resolution, org, "alice", "grp-cross")
     assert event.context.source is ContextSource.UNRESOLVED
-    # Working out whom to ask Teams as is part of the lookup, and of its budget.
-    assert event.context.reason == "the conversation could not be learned within 0.2s"
-
-
-async def test_a_stalled_cache_read_cannot_hold_the_event_past_the_resolve_budget(
-    sim: TeamsSimulator, org: Org
-) -> None:
-    resolution = await _signed_in(sim, org, "alice", resolve_timeout_s=0.2)
-    stalled = asyncio.Event()
-
-    async def stuck(*args: object) -> None:
-        await stalled.wait()  # never set: a database that does not answer
-
-    resolution.store.conversation = stuck  # type: ignore[method-assign,assignment]
-    event = await _send(resolution, org, "alice", "grp-cross")
-    assert event.context.source is ContextSource.UNRESOLVED
-    assert event.context.reason == "context not ready within 0.2s"
+    assert event.context.reason == reason
