@@ -159,6 +159,27 @@ def test_item_2_shows_each_rounds_own_added_p50(tiny_run: tuple[str, dict[str, A
     assert f"{rounds[0]:+.2f} ms" in _line_with(stdout, "each round's own added p50")
 
 
+def test_item_2_splits_each_rounds_added_p50_into_cpu_and_waiting(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, figures = tiny_run
+    added = figures["latency_added_ms"]
+    extra, waiting = added["rounds_extra_cpu_ms"], added["rounds_waiting_ms"]
+    assert len(extra) == len(waiting) == len(added["rounds_p50"]) == 1
+    assert waiting[0] == pytest.approx(added["rounds_p50"][0] - extra[0])
+    assert f"{extra[0]:.2f} ms" in _line_with(stdout, "CPU per request beyond the lean")
+    assert f"{waiting[0]:+.2f} ms" in _line_with(stdout, "added p50 beyond that CPU")
+    # Every process on the firewall's path spent CPU on the one-connection requests,
+    # and the line shows each of them; the lean master is the proxy alone.
+    firewall = figures["cpu_ms_per_request"]["1 connection, firewall"]
+    shown = _line_with(stdout, "CPU per request at 1 connection")
+    for name in ("interceptor", "resolver", "decider", "nats"):
+        assert firewall[name] > 0
+        assert f"{name} {firewall[name]:.2f}" in shown
+    assert set(figures["cpu_ms_per_request"]["1 connection, lean master"]) == {
+        "lean", "upstream (stand-in)", "load generator (bench)"}
+
+
 def test_the_bus_is_calibrated_against_the_issues_reference(
     tiny_run: tuple[str, dict[str, Any]],
 ) -> None:

@@ -275,6 +275,36 @@ class Report:
         self.target("2. decision path: added latency p99", added_p99, "≤ 5 ms",
                     added_p99 <= 5, "ms")
 
+    def latency_cpu(self, lean: list[Window], firewall: list[Window],
+                    rounds_p50: list[float]) -> None:
+        """Item 2's CPU: what each process spent per request at one connection, and how
+        much of each round's added p50 the firewall's extra CPU accounts for. At one
+        connection a request runs through the processes one after another, so what the
+        added p50 holds beyond that CPU is waiting: for a process to wake, or for a core."""
+        if not lean or not firewall:
+            return
+
+        def path_ms(window: Window) -> float:
+            return sum(_firewall_only(window.cpu_ms_per_request()).values())
+
+        by_process = {name: ms for name, ms in _firewall_only(_median_cpu(firewall)).items()
+                      if ms >= 0.005}
+        lean_ms = statistics.median(path_ms(window) for window in lean)
+        self.line(f"  CPU per request at 1 connection (median of the rounds): lean master "
+                  f"{lean_ms:.2f} ms; firewall "
+                  + ", ".join(f"{name} {ms:.2f}" for name, ms in by_process.items()) + " ms")
+        extra = [path_ms(f) - path_ms(b) for b, f in zip(lean, firewall, strict=True)]
+        waiting = [added - cpu for added, cpu in zip(rounds_p50, extra, strict=True)]
+        self.line("  each round's CPU per request beyond the lean master's: "
+                  + ", ".join(f"{value:.2f}" for value in extra) + " ms")
+        self.line("  each round's added p50 beyond that CPU (waiting: for a process to wake, "
+                  "or for a core): " + ", ".join(f"{value:+.2f}" for value in waiting) + " ms")
+        self.figures["latency_added_ms"]["rounds_extra_cpu_ms"] = extra
+        self.figures["latency_added_ms"]["rounds_waiting_ms"] = waiting
+        self.figures.setdefault("cpu_ms_per_request", {})["1 connection, firewall"] = \
+            _median_cpu(firewall)
+        self.figures["cpu_ms_per_request"]["1 connection, lean master"] = _median_cpu(lean)
+
     def new_connections(self, found: dict[str, list[Window]], clients: int) -> None:
         self.section(f"3. New TLS connections per second ({clients} clients, one request each)")
         rates = {}

@@ -289,9 +289,11 @@ async def _bus(run: Run) -> None:
 async def _latency(run: Run) -> None:
     samples: dict[str, list[float]] = {"lean": [], "firewall": []}
     rounds = []  # each round's own added p50, shown beside the figure of all samples
+    windows: dict[str, list[Window]] = {"lean": [], "firewall": []}
     for index in range(run.sizes.rounds):
         this_round: dict[str, list[float]] = {"lean": [], "firewall": []}
-        await _one_connection_round(run, this_round, index)
+        for name, window in (await _one_connection_round(run, this_round, index)).items():
+            windows[name].append(window)
         rounds.append(added_latency(this_round["lean"], this_round["firewall"])[0])
         for name, found in this_round.items():
             samples[name] += found
@@ -303,17 +305,23 @@ async def _latency(run: Run) -> None:
         added_p99=added_p99,
         rounds_p50=rounds,
     )
+    run.report.latency_cpu(windows["lean"], windows["firewall"], rounds)
 
 
 async def _one_connection_round(
     run: Run, samples: dict[str, list[float]], index: int
-) -> None:
+) -> dict[str, Window]:
     """One latency window at one connection for the lean master and the firewall (in
-    the order of round ``index``); their latencies are added to ``samples``."""
+    the order of round ``index``); their latencies are added to ``samples``, and the
+    windows, with the CPU each process spent in them, are returned by name."""
+    windows = {}
     for name in in_round(("lean", "firewall"), index):
-        result = await run_load(run.port(name), CHAT_HOST, run.requests, run.ca, 1,
-                                run.sizes.latency_seconds, warmup=0)
-        samples[name] += result.latencies_ms
+        windows[name] = await measured(run.pids(name), run_load(
+            run.port(name), CHAT_HOST, run.requests, run.ca, 1, run.sizes.latency_seconds,
+            warmup=0,
+        ))
+        samples[name] += windows[name].result.latencies_ms
+    return windows
 
 
 # --- item 3: new TLS connections ------------------------------------------------------
