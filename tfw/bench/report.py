@@ -154,9 +154,7 @@ class Report:
 
         stock, lean, interceptor = cpu("stock", "stock"), cpu("lean", "lean"), \
             cpu("firewall", "interceptor")
-        total = statistics.median(
-            sum(_firewall_only(w.cpu_ms_per_request()).values()) for w in windows["firewall"]
-        )
+        total = statistics.median(_path_ms(w) for w in windows["firewall"])
         cores = os.cpu_count() or 1
         stock_rate = 1000 / stock
         one = min(1000 / interceptor, cores * 1000 / total)
@@ -283,17 +281,14 @@ class Report:
         added p50 holds beyond that CPU is waiting: for a process to wake, or for a core."""
         if not lean or not firewall:
             return
-
-        def path_ms(window: Window) -> float:
-            return sum(_firewall_only(window.cpu_ms_per_request()).values())
-
-        by_process = {name: ms for name, ms in _firewall_only(_median_cpu(firewall)).items()
+        firewall_table = _median_cpu(firewall)
+        by_process = {name: ms for name, ms in _firewall_only(firewall_table).items()
                       if ms >= 0.005}
-        lean_ms = statistics.median(path_ms(window) for window in lean)
+        lean_ms = statistics.median(_path_ms(window) for window in lean)
         self.line(f"  CPU per request at 1 connection (median of the rounds): lean master "
                   f"{lean_ms:.2f} ms; firewall "
                   + ", ".join(f"{name} {ms:.2f}" for name, ms in by_process.items()) + " ms")
-        extra = [path_ms(f) - path_ms(b) for b, f in zip(lean, firewall, strict=True)]
+        extra = [_path_ms(f) - _path_ms(b) for b, f in zip(lean, firewall, strict=True)]
         waiting = [added - cpu for added, cpu in zip(rounds_p50, extra, strict=True)]
         self.line("  each round's CPU per request beyond the lean master's: "
                   + ", ".join(f"{value:.2f}" for value in extra) + " ms")
@@ -302,7 +297,7 @@ class Report:
         self.figures["latency_added_ms"]["rounds_extra_cpu_ms"] = extra
         self.figures["latency_added_ms"]["rounds_waiting_ms"] = waiting
         self.figures.setdefault("cpu_ms_per_request", {})["1 connection, firewall"] = \
-            _median_cpu(firewall)
+            firewall_table
         self.figures["cpu_ms_per_request"]["1 connection, lean master"] = _median_cpu(lean)
 
     def new_connections(self, found: dict[str, list[Window]], clients: int) -> None:
@@ -425,6 +420,12 @@ def _firewall_only(table: dict[str, float]) -> dict[str, float]:
     """The firewall's own processes: not the upstream stand-in, not the load generator."""
     return {name: ms for name, ms in table.items()
             if not name.startswith(("upstream", "load generator"))}
+
+
+def _path_ms(window: Window) -> float:
+    """CPU ms per request of the proxy's own processes in one window (all of the
+    firewall's, or the baseline proxy): no upstream, no load generator."""
+    return sum(_firewall_only(window.cpu_ms_per_request()).values())
 
 
 def _statuses(windows: list[Window]) -> str:
